@@ -1,0 +1,150 @@
+//! Key material and randomness: the master key and the CSPRNG. Nothing outside this module touches raw key bytes. Uses: model.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::TryRngCore;
+use rand::rngs::OsRng;
+use secrecy::{ExposeSecret, SecretBox};
+
+/// Fills a buffer from the operating system's CSPRNG.
+///
+/// Panics only if the OS cannot provide randomness, in which case no secret may be generated.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the operating system's random number generator failed");
+    bytes
+}
+
+/// The 32-byte key that encrypts private signing keys (and retry-window successors) at rest.
+///
+/// It never enters the database and never prints: `Debug` is redacted and there is no `Display`.
+pub struct MasterKey(SecretBox<[u8; 32]>);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey([redacted])")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyError {
+    #[error("must be the base64 encoding of exactly 32 bytes")]
+    Malformed,
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot create {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+}
+
+impl MasterKey {
+    /// Decodes the base64 text form (standard alphabet, padding optional, surrounding whitespace ignored).
+    pub fn from_base64(text: &str) -> Result<Self, MasterKeyError> {
+        let trimmed = text.trim().trim_end_matches('=');
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(trimmed)
+            .map_err(|_| MasterKeyError::Malformed)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| MasterKeyError::Malformed)?;
+        Ok(Self(SecretBox::new(Box::new(key))))
+    }
+
+    pub fn generate() -> Self {
+        Self(SecretBox::new(Box::new(random_bytes::<32>())))
+    }
+
+    pub fn read_file(path: &Path) -> Result<Self, MasterKeyError> {
+        let text = fs::read_to_string(path).map_err(|source| MasterKeyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_base64(&text)
+    }
+
+    /// Reads the key file, or creates it (mode 0600, never overwriting) with a fresh key.
+    /// Returns the key and whether it was just created.
+    pub fn read_or_create_file(path: &Path) -> Result<(Self, bool), MasterKeyError> {
+        if path.exists() {
+            return Ok((Self::read_file(path)?, false));
+        }
+        let create_err = |source| MasterKeyError::Create {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir).map_err(create_err)?;
+        }
+        let key = Self::generate();
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = match options.open(path) {
+            Ok(file) => file,
+            // Another process created it between our check and our open: use theirs.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Ok((Self::read_file(path)?, false));
+            }
+            Err(e) => return Err(create_err(e)),
+        };
+        let text = format!("{}\n", STANDARD.encode(key.expose()));
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(create_err)?;
+        Ok((key, true))
+    }
+
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+/// Creates a directory (and its parents) readable by the owner only.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_key_round_trips_through_its_file_and_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/master.key");
+        let (created, fresh) = MasterKey::read_or_create_file(&path).unwrap();
+        assert!(fresh);
+        let (read, fresh_again) = MasterKey::read_or_create_file(&path).unwrap();
+        assert!(!fresh_again);
+        assert_eq!(created.expose(), read.expose());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+
+    #[test]
+    fn master_key_must_be_32_bytes_of_base64() {
+        assert!(MasterKey::from_base64(&STANDARD.encode([7u8; 32])).is_ok());
+        assert!(MasterKey::from_base64(&STANDARD.encode([7u8; 31])).is_err());
+        assert!(MasterKey::from_base64("not base64!").is_err());
+        assert!(MasterKey::from_base64("").is_err());
+    }
+
+    #[test]
+    fn master_key_debug_is_redacted() {
+        let key = MasterKey::from_base64(&STANDARD.encode([0x41u8; 32])).unwrap();
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "MasterKey([redacted])");
+    }
+}

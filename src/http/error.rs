@@ -1,0 +1,136 @@
+//! The one mapping from errors to responses: `{"error", "error_description"}` with the OAuth code (RFC 6749 §5.2), never a stack trace, SQL text or secret. Uses: domain.
+
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain;
+
+/// Seconds a client is asked to wait after a 503.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    description: Cow<'static, str>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            description: description.into(),
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    }
+
+    pub fn temporarily_unavailable(description: &'static str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            description,
+        )
+    }
+
+    /// The JSON body for a response that left a layer or the router without one (404, 405, 413,
+    /// timeouts), chosen by status alone.
+    fn for_status(status: StatusCode) -> Self {
+        let (code, description) = match status {
+            StatusCode::NOT_FOUND => ("not_found", "no such endpoint"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method_not_allowed",
+                "this endpoint does not accept that method",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ("invalid_request", "the request body is larger than 64 KiB")
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("invalid_request", "unsupported content type"),
+            StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => (
+                "temporarily_unavailable",
+                "the request took too long; try again",
+            ),
+            s if s.is_server_error() => ("server_error", "internal error"),
+            _ => ("invalid_request", "the request is malformed"),
+        };
+        Self::new(status, code, description)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code,
+            error_description: &self.description,
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
+    }
+}
+
+impl From<domain::Error> for ApiError {
+    fn from(error: domain::Error) -> Self {
+        match error {
+            domain::Error::TemporarilyUnavailable => {
+                Self::temporarily_unavailable("the database is not answering; try again shortly")
+            }
+            domain::Error::Internal(source) => {
+                // Logged once, here; the client learns nothing about the inside.
+                tracing::error!(error = %source, "internal error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
+/// Gives every error response a JSON body: axum's 404/405, tower-http's 413 and timeouts come
+/// without one. Headers such as `Allow` and `Retry-After` are kept.
+pub async fn json_error_bodies<B>(response: Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response.map(Body::new);
+    }
+    let (mut parts, _) = response.into_parts();
+    let replacement = ApiError::for_status(status).into_response();
+    let (new_parts, body) = replacement.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(new_parts.headers);
+    Response::from_parts(parts, Body::new(body))
+}

@@ -1,0 +1,28 @@
+//! Liveness and readiness probes for orchestrators and load balancers. Uses: domain.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{ApiError, AppState};
+
+/// 200 while the process runs; touches nothing else.
+pub async fn healthz() -> Response {
+    no_store(Json(json!({ "status": "ok" })).into_response())
+}
+
+/// 200 when the database answers; 503 `temporarily_unavailable` while it does not, and 200 again
+/// once it does, without a restart.
+pub async fn readyz(State(app): State<AppState>) -> Result<Response, ApiError> {
+    app.issuer.readiness().await?;
+    Ok(no_store(Json(json!({ "status": "ready" })).into_response()))
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

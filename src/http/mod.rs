@@ -1,0 +1,144 @@
+//! The HTTP edge: router, layers and handlers. The only module that uses axum; each handler extracts, calls one domain function and returns. Uses: domain, model.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::domain::Issuer;
+
+mod error;
+mod health;
+mod metadata;
+
+pub use error::ApiError;
+
+/// Request bodies above this get 413 (CONTRACT: common rules).
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub issuer: Arc<Issuer>,
+    metadata: Arc<metadata::Document>,
+}
+
+impl AppState {
+    pub fn new(issuer: Arc<Issuer>) -> Self {
+        let metadata = Arc::new(metadata::Document::new(issuer.issuer()));
+        Self { issuer, metadata }
+    }
+}
+
+/// The whole HTTP surface with its layers.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(axum::middleware::map_response::<_, ()>(
+            error::json_error_bodies::<tower_http::limit::ResponseBody<axum::body::Body>>,
+        ))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        // A handler that overruns (a stuck database, say) answers 503 instead of hanging.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ));
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::get),
+        )
+        .fallback(|| async { ApiError::not_found() })
+        .with_state(state)
+        .layer(layers)
+}
+
+/// The span of one request: method, path and request id. Never the query string, headers or
+/// body, where credentials and tokens travel.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    )
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish and
+/// returns; connections still busy after `grace` are closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (draining_tx, mut draining) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = draining_tx.send(true);
+    };
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .into_future();
+    let deadline = async move {
+        if draining.wait_for(|draining| *draining).await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "requests still running after the shutdown grace; closing them");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed now, before the first poll, so a
+/// signal that arrives during start-up is not lost.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}

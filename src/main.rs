@@ -1,0 +1,33 @@
+//! The `tessera` binary: parse the command line, load and validate settings, run one command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tessera::config::Config;
+use tessera::telemetry;
+
+mod cli;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            // One line naming the setting; logging is not set up yet.
+            eprintln!("tessera: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log);
+    match cli.command.run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "tessera stopped with an error"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Plain data shared by every layer: no I/O, no framework types. Uses: nothing.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The JWS algorithms Tessera signs with (RFC 7518 §3, RFC 8037). Verification is pinned to the
+/// algorithm of our own key; a token's `alg` header never chooses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SigningAlg {
+    Es256,
+    EdDsa,
+    Rs256,
+    Ps256,
+}
+
+impl SigningAlg {
+    pub const ALL: [SigningAlg; 4] = [Self::Es256, Self::EdDsa, Self::Rs256, Self::Ps256];
+
+    /// The JOSE name, as in a JWS header and a JWK's `alg`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+            Self::Rs256 => "RS256",
+            Self::Ps256 => "PS256",
+        }
+    }
+}
+
+impl fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SigningAlg {
+    type Err = UnknownAlg;
+
+    /// Exact JOSE names only: `alg` values are case-sensitive (RFC 7515 §4.1.1).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|alg| alg.as_str() == s)
+            .ok_or(UnknownAlg)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("must be one of ES256, EdDSA, RS256, PS256")]
+pub struct UnknownAlg;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alg_names_round_trip_and_are_case_sensitive() {
+        for alg in SigningAlg::ALL {
+            assert_eq!(alg.as_str().parse::<SigningAlg>().unwrap(), alg);
+        }
+        assert!("es256".parse::<SigningAlg>().is_err());
+        assert!("HS256".parse::<SigningAlg>().is_err());
+        assert!("none".parse::<SigningAlg>().is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! Wiring: from a validated `Config` to a bound, serving Tessera. Uses: config, store, domain, http, crypto, clock.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::{Config, MasterKeySource};
+use crate::crypto::{MasterKey, MasterKeyError};
+use crate::domain::Issuer;
+use crate::http::{self, AppState};
+use crate::store::{self, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("master key: {0}")]
+    MasterKey(#[from] MasterKeyError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A Tessera bound to its address, ready to serve.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    store: Arc<dyn Store>,
+    local_addr: SocketAddr,
+    shutdown_grace: std::time::Duration,
+}
+
+impl Server {
+    /// Opens (and by default migrates) the database, loads the master key and binds.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        let store = store::connect(&config.database).await?;
+        if config.migrate {
+            store.migrate().await?;
+            tracing::info!(
+                backend = store.backend().as_str(),
+                "database migrations are up to date"
+            );
+        }
+        // Signing keys (next issue) are encrypted under it; load it now so a bad key stops start-up.
+        let _master_key = load_master_key(config.master_key)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let issuer_url = config.issuer.clone().unwrap_or_else(|| {
+            if local_addr.ip().is_unspecified() {
+                tracing::warn!("TESSERA_ISSUER is not set and the listen address is unspecified: tokens will name an issuer clients cannot reach");
+            }
+            format!("http://{local_addr}")
+        });
+        let issuer = Arc::new(Issuer::new(Arc::clone(&store), clock, issuer_url));
+        let router = http::router(AppState::new(issuer), config.request_timeout);
+        Ok(Self {
+            listener,
+            router,
+            store,
+            local_addr,
+            shutdown_grace: config.shutdown_grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves and in-flight requests have finished, then closes the pool.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let result = http::serve(self.listener, self.router, shutdown, self.shutdown_grace).await;
+        self.store.close().await;
+        result
+    }
+}
+
+fn load_master_key(source: MasterKeySource) -> Result<MasterKey, MasterKeyError> {
+    Ok(match source {
+        MasterKeySource::Inline(key) | MasterKeySource::File(key, _) => key,
+        MasterKeySource::Embedded(path) => {
+            let (key, created) = MasterKey::read_or_create_file(&path)?;
+            if created {
+                tracing::warn!(path = %path.display(), "generated a new master key: back it up with the database, or the signing keys cannot be decrypted");
+            }
+            key
+        }
+    })
+}
