@@ -431,10 +431,7 @@ fn parse_database(s: &str) -> Result<DatabaseUrl, String> {
         let options = SqliteConnectOptions::from_str(s)
             .map_err(|_| "is not a valid sqlite:// URL".to_owned())?;
         let path = options.get_filename().to_owned();
-        if path.as_os_str().is_empty()
-            || path.as_os_str() == ":memory:"
-            || s.contains("mode=memory")
-        {
+        if path.as_os_str().is_empty() || s.contains(":memory:") || s.contains("mode=memory") {
             return Err(
                 "must name a database file: an in-memory database loses every key and token".into(),
             );
