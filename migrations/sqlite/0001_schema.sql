@@ -64,9 +64,9 @@ create table session (
     revoked_at     integer,
     revoked_reason text
 ) strict;
-create index session_user on session (user_id);
-create index session_client on session (client_id);
-create index session_expires on session (expires_at);
+create index session_by_user on session (user_id);
+create index session_by_client on session (client_id);
+create index session_by_expiry on session (expires_at);
 
 create table refresh_token (
     session_id           text not null references session (session_id) on delete cascade,

@@ -58,8 +58,16 @@ impl Issuer {
     #[tracing::instrument(skip_all)]
     pub async fn readiness(&self) -> Result<(), Error> {
         match tokio::time::timeout(READINESS_TIMEOUT, self.store.ping()).await {
-            Ok(result) => Ok(result?),
-            Err(_elapsed) => Err(Error::TemporarilyUnavailable),
+            Ok(Ok(())) => Ok(()),
+            // Whatever the cause, a database that cannot answer `select 1` is not ready.
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "not ready: the database did not answer");
+                Err(Error::TemporarilyUnavailable)
+            }
+            Err(_elapsed) => {
+                tracing::warn!("not ready: the database did not answer in time");
+                Err(Error::TemporarilyUnavailable)
+            }
         }
     }
 }

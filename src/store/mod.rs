@@ -103,10 +103,17 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// PostgreSQL connection exceptions (class 08), shutdown and start-up (57P01-57P03),
-/// too many connections (53300); SQLite busy (5) and locked (6).
+/// PostgreSQL: connection exceptions (class 08), shutdown and start-up (57P01-57P03), too many
+/// connections (53300), and what a new connection meets while the database is being restored or
+/// reconfigured: refused credentials (class 28), a missing database (3D000), a database not
+/// accepting connections (55000). SQLite: busy (5) and locked (6).
 fn is_unavailable_code(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "5" | "6")
+    code.starts_with("08")
+        || code.starts_with("28")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "3D000" | "55000" | "5" | "6"
+        )
 }
 
 /// Opens the configured database. PostgreSQL connects lazily, so a server started with

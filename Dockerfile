@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: compile with the Rust toolchain, run on a slim Debian as a non-root user.
+
+FROM rust:1.95-slim-bookworm AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends pkg-config libssl-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Dependencies first, so a source change does not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked \
+    && rm -rf src
+COPY src src
+COPY migrations migrations
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin tessera
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates libssl3 curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /var/lib/tessera --create-home tessera
+COPY --from=build /src/target/release/tessera /usr/local/bin/tessera
+COPY config /etc/tessera
+WORKDIR /var/lib/tessera
+USER tessera
+# Listen on every interface inside the container; publish the port to choose who reaches it.
+ENV TESSERA_LISTEN=0.0.0.0:8080 \
+    TESSERA_LOG_FORMAT=json
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["tessera", "--config", "/etc/tessera/default.toml"]
+CMD ["serve"]

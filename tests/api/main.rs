@@ -1,0 +1,7 @@
+//! API tests: the real server on 127.0.0.1:0, each test on a fresh PostgreSQL database and on a
+//! fresh SQLite file (see `helpers`).
+
+mod helpers;
+
+mod operations;
+mod storage;

@@ -1,0 +1,182 @@
+//! Probes, metadata and the common error rules (CONTRACT: common rules, operations).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp, TestDb, assert_error, eventually};
+
+async fn healthz_answers_while_the_process_runs(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app.get("/healthz").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+}
+
+async fn readyz_is_ok_when_the_database_answers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app.get("/readyz").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+}
+
+async fn unknown_paths_get_a_json_404(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for path in ["/nope", "/token/extra", "/.well-known/unknown", "/healthz/"] {
+        let response = app.get(path).send().await.unwrap();
+        assert_error(response, 404, "not_found").await;
+    }
+}
+
+async fn wrong_methods_get_a_json_405_with_allow(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for (method, path) in [
+        (Method::POST, "/healthz"),
+        (Method::DELETE, "/readyz"),
+        (Method::PUT, "/.well-known/oauth-authorization-server"),
+    ] {
+        let response = app.request(method, path).send().await.unwrap();
+        let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+        assert!(allow.contains("GET"), "{allow}");
+        assert_error(response, 405, "method_not_allowed").await;
+    }
+}
+
+async fn bodies_over_64_kib_get_a_json_413(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let too_big = vec![b'a'; 64 * 1024 + 1];
+    for path in ["/healthz", "/token", "/nope"] {
+        let response = app
+            .request(Method::POST, path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(too_big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 413, "invalid_request").await;
+    }
+    // Exactly at the limit is not rejected for its size.
+    let response = app
+        .request(Method::GET, "/healthz")
+        .body(vec![b'a'; 64 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn every_response_carries_a_request_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app.get("/healthz").send().await.unwrap();
+    let generated = response.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(
+        uuid::Uuid::parse_str(generated).unwrap().get_version_num(),
+        4
+    );
+    // A caller's id (from a load balancer, say) is kept, so logs correlate across hops.
+    let response = app
+        .get("/nope")
+        .header("x-request-id", "lb-1234")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "lb-1234");
+}
+
+async fn metadata_names_the_issuer_and_only_what_exists(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .get("/.well-known/oauth-authorization-server")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    // Without TESSERA_ISSUER, the issuer is the bound address.
+    assert_eq!(body["issuer"], app.url);
+    assert_eq!(body["response_types_supported"], serde_json::json!([]));
+    assert!(body["grant_types_supported"].is_array());
+}
+
+async fn a_configured_issuer_is_published(backend: Backend) {
+    let db = Arc::new(TestDb::new(backend).await);
+    let app = TestApp::spawn_on(db, |s| s.set("issuer", "https://auth.example.com/")).await;
+    let body: serde_json::Value = app
+        .get("/.well-known/oauth-authorization-server")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["issuer"], "https://auth.example.com");
+}
+
+both_backends!(
+    healthz_answers_while_the_process_runs,
+    readyz_is_ok_when_the_database_answers,
+    unknown_paths_get_a_json_404,
+    wrong_methods_get_a_json_405_with_allow,
+    bodies_over_64_kib_get_a_json_413,
+    every_response_carries_a_request_id,
+    metadata_names_the_issuer_and_only_what_exists,
+    a_configured_issuer_is_published,
+);
+
+/// PostgreSQL only: an outage is something a network database has. The pool must notice that
+/// its connections were killed, answer 503 meanwhile, and recover without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_a_postgres_outage_and_recovery() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    assert_eq!(
+        app.get("/readyz").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    app.db.cut_connections().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let response = loop {
+        let response = app.get("/readyz").send().await.unwrap();
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break response;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz never reported the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(response.headers().contains_key("retry-after"));
+    let body = assert_error(response, 503, "temporarily_unavailable").await;
+    let text = body.to_string();
+    assert!(
+        !text.contains("select") && !text.contains("tessera_test_"),
+        "{text}"
+    );
+    // Liveness is not readiness: the process is fine.
+    assert_eq!(
+        app.get("/healthz").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    app.db.restore_connections().await;
+    let came_back = eventually(Duration::from_secs(15), || async {
+        app.get("/readyz").send().await.unwrap().status() == StatusCode::OK
+    })
+    .await;
+    assert!(
+        came_back,
+        "readyz did not recover after the database came back"
+    );
+}

@@ -1,0 +1,280 @@
+//! The `tessera` binary as an operator meets it: settings errors, the embedded default,
+//! PostgreSQL, `migrate`, and SIGTERM.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+fn tessera(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("TESSERA_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Starts `serve` and returns the child with the URL it printed.
+async fn serve(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = tessera(dir, env, &["serve"])
+        .spawn()
+        .expect("tessera starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("tessera prints its URL within 30 s")
+        .unwrap()
+        .expect("a line on stdout");
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
+async fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("tessera exits within 20 s of SIGTERM")
+        .unwrap()
+}
+
+async fn get(url: &str) -> reqwest::Response {
+    reqwest::get(url).await.expect("request")
+}
+
+#[tokio::test]
+async fn bad_settings_stop_start_up_with_one_line_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.key"), "not a key").unwrap();
+    std::fs::write(dir.path().join("typo.toml"), "acces_token_ttl = 60\n").unwrap();
+    // (environment, arguments, the name the error must carry)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
+        (
+            &[("TESSERA_ACCESS_TOKEN_TTL", "abc")],
+            &["serve"],
+            "TESSERA_ACCESS_TOKEN_TTL",
+        ),
+        (
+            &[("TESSERA_LISTEN", "nowhere")],
+            &["serve"],
+            "TESSERA_LISTEN",
+        ),
+        (
+            &[("TESSERA_SIGNING_ALG", "HS256")],
+            &["serve"],
+            "TESSERA_SIGNING_ALG",
+        ),
+        (
+            &[("TESSERA_DATABASE_URL", "mysql://root:hunter2@db/x")],
+            &["migrate"],
+            "TESSERA_DATABASE_URL",
+        ),
+        (
+            &[("TESSERA_DATABASE_URL", "postgres://postgres@127.0.0.1/x")],
+            &["serve"],
+            "TESSERA_MASTER_KEY",
+        ),
+        (
+            &[("TESSERA_MASTER_KEY_FILE", "bad.key")],
+            &["serve"],
+            "TESSERA_MASTER_KEY_FILE",
+        ),
+        (
+            &[("TESSERA_LOG_FORMAT", "xml")],
+            &["serve"],
+            "TESSERA_LOG_FORMAT",
+        ),
+        (
+            &[("TESSERA_ACCES_TOKEN_TTL", "60")],
+            &["serve"],
+            "TESSERA_ACCES_TOKEN_TTL",
+        ),
+        (&[], &["--config", "typo.toml", "serve"], "acces_token_ttl"),
+        (&[], &["--config", "missing.toml", "serve"], "missing.toml"),
+    ];
+    for (env, args, name) in cases {
+        let output = tessera(dir.path(), env, args).output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{env:?} {args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(name), "{name}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(output.stdout.is_empty());
+    }
+    // Nothing was created by a refused start.
+    assert!(!dir.path().join("data").exists());
+}
+
+#[tokio::test]
+async fn the_embedded_default_creates_its_data_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 0 instead of 8080 so the suite never collides with a running server; every other
+    // setting is the default.
+    let (mut child, url) = serve(dir.path(), &[("TESSERA_LISTEN", "127.0.0.1:0")]).await;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    let response = get(&format!("{url}/healthz")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(get(&format!("{url}/readyz")).await.status(), 200);
+
+    let data = dir.path().join("data");
+    assert!(data.join("tessera.db").is_file());
+    let key = data.join("master.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(&data), 0o700);
+    }
+    let first_key = std::fs::read_to_string(&key).unwrap();
+
+    let status = terminate(&mut child).await;
+    assert_eq!(status.code(), Some(0));
+
+    // A second start reuses the key; it never overwrites it.
+    let (mut child, url) = serve(dir.path(), &[("TESSERA_LISTEN", "127.0.0.1:0")]).await;
+    assert_eq!(get(&format!("{url}/readyz")).await.status(), 200);
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), first_key);
+    assert_eq!(terminate(&mut child).await.code(), Some(0));
+}
+
+/// An idle keep-alive connection must not hold the process open: SIGTERM closes it and exits 0.
+/// (Draining a request that is still running is tested in tests/shutdown.rs.)
+#[tokio::test]
+async fn sigterm_exits_zero_with_a_keep_alive_connection_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = serve(dir.path(), &[("TESSERA_LISTEN", "127.0.0.1:0")]).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let status = terminate(&mut child).await;
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let output = tessera(dir.path(), &[], &["migrate"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Migrations applied"));
+    }
+    assert!(dir.path().join("data/tessera.db").is_file());
+}
+
+#[tokio::test]
+async fn the_same_binary_serves_on_postgres() {
+    let name = format!("tessera_cli_{}", uuid::Uuid::new_v4().simple());
+    let admin = postgres_admin_url();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("create database {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut db_url = url::Url::parse(&admin).unwrap();
+    db_url.set_path(&name);
+    let db_url = db_url.to_string();
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("TESSERA_LISTEN", "127.0.0.1:0"),
+        ("TESSERA_DATABASE_URL", db_url.as_str()),
+        ("TESSERA_MASTER_KEY", key),
+    ];
+    for _ in 0..2 {
+        let output = tessera(dir.path(), &env, &["migrate"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let (mut child, url) = serve(dir.path(), &env).await;
+    assert_eq!(get(&format!("{url}/healthz")).await.status(), 200);
+    assert_eq!(get(&format!("{url}/readyz")).await.status(), 200);
+    assert_eq!(terminate(&mut child).await.code(), Some(0));
+    // PostgreSQL needs no local files.
+    assert!(!dir.path().join("data").exists());
+
+    sqlx::raw_sql(&format!("drop database {name} with (force)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn logs_carry_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "bootstrap-secret-do-not-log-0123456789";
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let env = [
+        ("TESSERA_LISTEN", "127.0.0.1:0"),
+        ("TESSERA_MASTER_KEY", key),
+        ("TESSERA_BOOTSTRAP_ADMIN_ID", "admin"),
+        ("TESSERA_BOOTSTRAP_ADMIN_SECRET", secret),
+        ("TESSERA_LOG_LEVEL", "trace"),
+    ];
+    let (mut child, url) = serve(dir.path(), &env).await;
+    get(&format!("{url}/healthz?token=query-secret")).await;
+    get(&format!("{url}/nope")).await;
+    terminate(&mut child).await;
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("/healthz"), "requests are logged: {stderr}");
+    for needle in [secret, key, "query-secret"] {
+        assert!(!stderr.contains(needle), "{needle} leaked into the log");
+    }
+}
