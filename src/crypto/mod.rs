@@ -1,4 +1,4 @@
-//! Key material and randomness: the master key and the CSPRNG. Nothing outside this module touches raw key bytes. Uses: model.
+//! Key material and randomness: the master key, signing keys and the CSPRNG. Nothing outside this module touches raw key bytes. Uses: model.
 
 use std::fs;
 use std::io::{self, Write};
@@ -9,6 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretBox};
+
+pub mod keys;
 
 /// Fills a buffer from the operating system's CSPRNG.
 ///

@@ -63,3 +63,56 @@ mod tests {
         assert!("none".parse::<SigningAlg>().is_err());
     }
 }
+
+/// Where a signing key is in its life (CONTRACT: GET /admin/keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyState {
+    /// Published, not yet signing: verifiers learn it before it signs.
+    Next,
+    /// Signs new tokens; exactly one.
+    Active,
+    /// Published while tokens it signed may still be live.
+    Retired,
+    /// Compromised: out of the JWKS at once, its tokens inactive.
+    Revoked,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::Active => "active",
+            Self::Retired => "retired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Next, Self::Active, Self::Retired, Self::Revoked]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
+/// A signing key as stored: the public JWK, and the private JWK sealed under the master key.
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: SigningAlg,
+    pub state: KeyState,
+    pub public_jwk: String,
+    pub private_key_ciphertext: Vec<u8>,
+    pub created_at: time::OffsetDateTime,
+    pub activated_at: Option<time::OffsetDateTime>,
+    pub retired_at: Option<time::OffsetDateTime>,
+    pub revoked_at: Option<time::OffsetDateTime>,
+}
+
+/// A freshly generated key, not yet stored.
+#[derive(Debug, Clone)]
+pub struct NewSigningKey {
+    pub kid: String,
+    pub alg: SigningAlg,
+    pub public_jwk: String,
+    pub private_key_ciphertext: Vec<u8>,
+}
