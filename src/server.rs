@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use crate::clock::Clock;
 use crate::config::{Config, MasterKeySource};
 use crate::crypto::{MasterKey, MasterKeyError};
-use crate::domain::Issuer;
+use crate::domain::keys::{KeyPolicy, KeyRingError};
+use crate::domain::{Issuer, KeyRing};
 use crate::http::{self, AppState};
 use crate::store::{self, Store, StoreError};
 
@@ -20,6 +21,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("master key: {0}")]
     MasterKey(#[from] MasterKeyError),
+    #[error(transparent)]
+    Keys(#[from] KeyRingError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -32,6 +35,7 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     store: Arc<dyn Store>,
+    issuer: Arc<Issuer>,
     local_addr: SocketAddr,
     shutdown_grace: std::time::Duration,
 }
@@ -47,8 +51,8 @@ impl Server {
                 "database migrations are up to date"
             );
         }
-        // Signing keys (next issue) are encrypted under it; load it now so a bad key stops start-up.
-        let _master_key = load_master_key(config.master_key)?;
+        let policy = key_policy(&config);
+        let master_key = Arc::new(load_master_key(config.master_key)?);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -66,12 +70,29 @@ impl Server {
             }
             format!("http://{local_addr}")
         });
-        let issuer = Arc::new(Issuer::new(Arc::clone(&store), clock, issuer_url));
-        let router = http::router(AppState::new(issuer), config.request_timeout);
+        let keys = KeyRing::start(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            master_key,
+            policy,
+            issuer_url.clone(),
+        )
+        .await?;
+        let issuer = Arc::new(Issuer::new(
+            Arc::clone(&store),
+            clock,
+            Arc::new(keys),
+            issuer_url,
+        ));
+        let router = http::router(
+            AppState::new(Arc::clone(&issuer), config.jwks_max_age),
+            config.request_timeout,
+        );
         Ok(Self {
             listener,
             router,
             store,
+            issuer,
             local_addr,
             shutdown_grace: config.shutdown_grace,
         })
@@ -81,18 +102,37 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves until `shutdown` resolves and in-flight requests have finished, then closes the pool.
+    /// The issuer and its use cases, for embedders and tests.
+    pub fn issuer(&self) -> &Arc<Issuer> {
+        &self.issuer
+    }
+
+    /// Serves until `shutdown` resolves and in-flight requests have finished, then closes the
+    /// pool. The key-sync task (change feed, automatic rotation) runs meanwhile.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let sync = tokio::spawn(Arc::clone(self.issuer.keys()).run_sync());
         let result = http::serve(self.listener, self.router, shutdown, self.shutdown_grace).await;
+        sync.abort();
         self.store.close().await;
         result
     }
 }
 
-fn load_master_key(source: MasterKeySource) -> Result<MasterKey, MasterKeyError> {
+/// The signing-key rules the settings describe.
+pub fn key_policy(config: &Config) -> KeyPolicy {
+    KeyPolicy {
+        alg: config.signing_alg,
+        access_token_ttl: config.tokens.access_token_ttl,
+        jwks_max_age: config.jwks_max_age,
+        rotation_interval: config.key_rotation_interval,
+    }
+}
+
+/// Resolves the configured master key; on the embedded default, creates the key file.
+pub fn load_master_key(source: MasterKeySource) -> Result<MasterKey, MasterKeyError> {
     Ok(match source {
         MasterKeySource::Inline(key) | MasterKeySource::File(key, _) => key,
         MasterKeySource::Embedded(path) => {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use axum::routing::get;
 use tessera::clock::SystemClock;
-use tessera::domain::Issuer;
 use tessera::http::{self, AppState};
-use tessera::store;
+use tessera::server::Server;
+use tokio::sync::Notify;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_slow_request_finish_then_stops() {
@@ -18,19 +18,22 @@ async fn sigterm_lets_a_slow_request_finish_then_stops() {
             "database_url",
             format!("sqlite://{}", dir.path().join("t.db").display()),
         )
+        .set("listen", "127.0.0.1:0")
         .validate()
         .unwrap();
-    let store = store::connect(&config.database).await.unwrap();
-    store.migrate().await.unwrap();
-    let issuer = Arc::new(Issuer::new(
-        store,
-        Arc::new(SystemClock),
-        "http://test".into(),
-    ));
-    // The production router, plus one route that takes its time.
-    let router = http::router(AppState::new(issuer), Duration::from_secs(15)).route(
+    let server = Server::build(config, Arc::new(SystemClock)).await.unwrap();
+    let issuer = Arc::clone(server.issuer());
+    // The production router, plus one route that takes its time and says when it started.
+    let started = Arc::new(Notify::new());
+    let started_in_handler = Arc::clone(&started);
+    let router = http::router(
+        AppState::new(issuer, Duration::from_secs(300)),
+        Duration::from_secs(15),
+    )
+    .route(
         "/slow",
-        get(|| async {
+        get(move || async move {
+            started_in_handler.notify_one();
             tokio::time::sleep(Duration::from_millis(1500)).await;
             "finished"
         }),
@@ -38,7 +41,7 @@ async fn sigterm_lets_a_slow_request_finish_then_stops() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = http::shutdown_signal().unwrap();
-    let server = tokio::spawn(http::serve(
+    let serving = tokio::spawn(http::serve(
         listener,
         router,
         shutdown,
@@ -46,7 +49,10 @@ async fn sigterm_lets_a_slow_request_finish_then_stops() {
     ));
 
     let slow = tokio::spawn(reqwest::get(format!("{url}/slow")));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Signal only once the request is inside its handler.
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("the slow request reached its handler");
     let pid = std::process::id().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -64,11 +70,12 @@ async fn sigterm_lets_a_slow_request_finish_then_stops() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "finished");
     // ...the server then stops by itself, cleanly...
-    tokio::time::timeout(Duration::from_secs(5), server)
+    tokio::time::timeout(Duration::from_secs(5), serving)
         .await
         .expect("serve returns after draining")
         .unwrap()
         .unwrap();
     // ...and accepts nothing new.
     assert!(reqwest::get(format!("{url}/healthz")).await.is_err());
+    drop(server);
 }

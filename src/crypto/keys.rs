@@ -163,7 +163,7 @@ impl Verifier {
 }
 
 /// Why a JWS was refused, for logs and tests; callers answer every case the same way.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum JwsRejection {
     #[error("not a compact JWS")]
     Malformed,

@@ -6,6 +6,10 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::store::{Store, StoreError};
 
+pub mod keys;
+
+pub use keys::KeyRing;
+
 /// How long a readiness probe waits for the database before calling it unavailable.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -33,16 +37,27 @@ impl From<StoreError> for Error {
 pub struct Issuer {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    keys: Arc<KeyRing>,
     issuer: String,
 }
 
 impl Issuer {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, issuer: String) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<KeyRing>,
+        issuer: String,
+    ) -> Self {
         Self {
             store,
             clock,
+            keys,
             issuer,
         }
+    }
+
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
     }
 
     /// The `iss` of every token and the base of every metadata URL.
@@ -54,9 +69,14 @@ impl Issuer {
         self.clock.as_ref()
     }
 
-    /// Ready to serve: the database answers within [`READINESS_TIMEOUT`].
+    /// Ready to serve: a signing key is loaded and the database answers within
+    /// [`READINESS_TIMEOUT`].
     #[tracing::instrument(skip_all)]
     pub async fn readiness(&self) -> Result<(), Error> {
+        if !self.keys.snapshot().has_signer() {
+            tracing::warn!("not ready: no signing key is loaded");
+            return Err(Error::TemporarilyUnavailable);
+        }
         match tokio::time::timeout(READINESS_TIMEOUT, self.store.ping()).await {
             Ok(Ok(())) => Ok(()),
             // Whatever the cause, a database that cannot answer `select 1` is not ready.

@@ -15,6 +15,7 @@ pub struct Document {
 #[derive(Serialize)]
 struct Metadata<'a> {
     issuer: &'a str,
+    jwks_uri: String,
     /// REQUIRED by RFC 8414 §2; Tessera has no authorization endpoint, so none.
     response_types_supported: [&'a str; 0],
     /// Omitting it would mean "authorization_code and implicit" (RFC 8414 §2).
@@ -25,6 +26,7 @@ impl Document {
     pub fn new(issuer: &str) -> Self {
         let metadata = Metadata {
             issuer,
+            jwks_uri: format!("{issuer}/.well-known/jwks.json"),
             response_types_supported: [],
             grant_types_supported: [],
         };

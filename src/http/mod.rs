@@ -22,6 +22,7 @@ use crate::domain::Issuer;
 
 mod error;
 mod health;
+mod jwks;
 mod metadata;
 
 pub use error::ApiError;
@@ -36,12 +37,21 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct AppState {
     pub issuer: Arc<Issuer>,
     metadata: Arc<metadata::Document>,
+    /// `Cache-Control` of the JWKS, rendered once.
+    jwks_cache_control: axum::http::HeaderValue,
 }
 
 impl AppState {
-    pub fn new(issuer: Arc<Issuer>) -> Self {
+    pub fn new(issuer: Arc<Issuer>, jwks_max_age: Duration) -> Self {
         let metadata = Arc::new(metadata::Document::new(issuer.issuer()));
-        Self { issuer, metadata }
+        let jwks_cache_control = format!("public, max-age={}", jwks_max_age.as_secs())
+            .parse()
+            .expect("a valid header value");
+        Self {
+            issuer,
+            metadata,
+            jwks_cache_control,
+        }
     }
 }
 
@@ -72,6 +82,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             "/.well-known/oauth-authorization-server",
             get(metadata::get),
         )
+        .route("/.well-known/jwks.json", get(jwks::get))
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
         .layer(layers)

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
+use crate::model::{KeyState, NewSigningKey, SigningKey};
 
 mod postgres;
 mod sqlite;
@@ -42,6 +44,80 @@ pub trait Store: Send + Sync + 'static {
 
     /// Closes the pool, waiting for checked-out connections to return.
     async fn close(&self);
+
+    /// The stored master-key check ciphertext, if the database has one yet.
+    async fn find_master_key_check(&self) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores the check unless one exists, and returns whichever is stored.
+    async fn add_master_key_check(
+        &self,
+        ciphertext: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Vec<u8>, StoreError>;
+
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError>;
+
+    /// Stores the first active and next keys, unless the database has keys already (another
+    /// instance won the race): then nothing changes and the answer is `false`.
+    async fn add_initial_signing_keys(
+        &self,
+        active: &NewSigningKey,
+        next: &NewSigningKey,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// One rotation, atomically: the active key retires, `expected_next` becomes active and
+    /// `new_next` is published as the next key. `false` (nothing changed) when `expected_next`
+    /// is no longer the next key or another instance is changing keys right now.
+    async fn rotate_signing_keys(
+        &self,
+        expected_next: &str,
+        new_next: &NewSigningKey,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Revokes `kid` and keeps the set complete: revoking the active key promotes the next one,
+    /// and a revoked active or next key is replaced by `replacement` as the next key. Returns the
+    /// state the key had, or `None` for an unknown kid.
+    async fn revoke_signing_key(
+        &self,
+        kid: &str,
+        replacement: &NewSigningKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<KeyState>, StoreError>;
+
+    /// The change feed: a version per topic, bumped by every write to the topic.
+    async fn change_versions(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Notifications of changes by any instance (PostgreSQL LISTEN); `None` where the backend
+    /// has none (SQLite is single-instance, and polling the versions covers the CLI).
+    async fn change_listener(&self) -> Result<Option<Box<dyn ChangeListener>>, StoreError>;
+}
+
+/// A stream of change announcements: each names the topic that changed.
+#[async_trait]
+pub trait ChangeListener: Send {
+    async fn recv(&mut self) -> Result<String, StoreError>;
+}
+
+/// The change-feed topics.
+pub mod topic {
+    pub const KEYS: &str = "keys";
+}
+
+/// The NOTIFY channel of the change feed.
+pub const CHANGE_CHANNEL: &str = "tessera_changes";
+
+/// Decodes a stored key's `alg` and `state` columns.
+fn decode_key_columns(
+    alg: &str,
+    state: &str,
+) -> Result<(crate::model::SigningAlg, KeyState), StoreError> {
+    let alg = alg
+        .parse()
+        .map_err(|_| StoreError::Other { kind: "decode" })?;
+    let state = KeyState::parse(state).ok_or(StoreError::Other { kind: "decode" })?;
+    Ok((alg, state))
 }
 
 /// Storage failures. `Display` never includes SQL text or values: only the kind and, for

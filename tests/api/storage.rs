@@ -84,10 +84,12 @@ async fn a_restarted_server_finds_its_schema_in_place(backend: Backend) {
     assert_eq!(response.status(), 200);
 }
 
-async fn a_server_without_migrations_does_not_touch_the_schema(backend: Backend) {
+async fn a_server_without_migrations_needs_a_migrated_database(backend: Backend) {
     let db = Arc::new(TestDb::new(backend).await);
-    let app = TestApp::spawn_on(Arc::clone(&db), |s| s.set("migrate", "false")).await;
-    assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
+    // Unmigrated: start-up refuses with an error (it does not create the schema itself)...
+    let config = settings(&db).set("migrate", "false").validate().unwrap();
+    let clock = Arc::new(tessera::clock::MockClock::starting_now());
+    assert!(tessera::server::Server::build(config, clock).await.is_err());
     let probe = match backend {
         Backend::Postgres => {
             "select count(*) from information_schema.tables where table_name = 'client'"
@@ -95,13 +97,17 @@ async fn a_server_without_migrations_does_not_touch_the_schema(backend: Backend)
         Backend::Sqlite => "select count(*) from sqlite_master where name = 'client'",
     };
     assert_eq!(count(&db, probe).await, 0);
+    // ...and once `tessera migrate` has run, it serves.
+    connect(&db).await.migrate().await.unwrap();
+    let app = TestApp::spawn_on(Arc::clone(&db), |s| s.set("migrate", "false")).await;
+    assert_eq!(app.get("/readyz").send().await.unwrap().status(), 200);
 }
 
 both_backends!(
     migrations_are_idempotent,
     the_schema_covers_the_whole_contract,
     a_restarted_server_finds_its_schema_in_place,
-    a_server_without_migrations_does_not_touch_the_schema,
+    a_server_without_migrations_needs_a_migrated_database,
 );
 
 /// Several instances starting together on one PostgreSQL database take turns migrating.

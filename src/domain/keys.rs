@@ -1,0 +1,492 @@
+//! Signing keys in memory: the active signer, the published verifiers and the precomputed JWKS; rotation with publish-ahead, compromise revocation, access-token minting (RFC 9068) and pinned verification. Uses: store, crypto, clock, model.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
+use crate::crypto::MasterKey;
+use crate::crypto::keys::{self, JwsRejection, KeyError, Signer, Verifier};
+use crate::model::{KeyState, NewSigningKey, SigningAlg, SigningKey};
+use crate::store::{ChangeListener, Store, StoreError, topic};
+
+/// Tolerated clock difference between instances, for `iat`/`nbf` and for how long a retired
+/// key stays published after the last token it signed could expire.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// What the master-key check row decrypts to.
+const MASTER_KEY_CHECK: &[u8] = b"tessera master key check v1";
+
+#[derive(Debug, Clone, Copy)]
+pub struct KeyPolicy {
+    pub alg: SigningAlg,
+    pub access_token_ttl: Duration,
+    pub jwks_max_age: Duration,
+    pub rotation_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the master key does not match the one this database was set up with; signing keys were left untouched"
+    )]
+    WrongMasterKey,
+    #[error("signing key: {0}")]
+    Key(#[from] KeyError),
+    /// Rotating now would let a key sign before verifiers with a cached JWKS have seen it.
+    #[error(
+        "the next key has been published for less than the JWKS max-age; retry in {retry_after_seconds} s or force"
+    )]
+    NextKeyTooNew { retry_after_seconds: u64 },
+    #[error("the key set changed meanwhile; nothing was done")]
+    Conflict,
+    #[error("no such key")]
+    UnknownKey,
+    #[error("no active signing key is loaded")]
+    NoActiveKey,
+}
+
+/// One key as the admin listing shows it (CONTRACT: GET /admin/keys).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: &'static str,
+    pub state: &'static str,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub activated_at: Option<OffsetDateTime>,
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retired_at: Option<OffsetDateTime>,
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// The key set as loaded at one moment; replaced whole when keys change.
+pub struct KeySnapshot {
+    /// The change-feed version this snapshot was loaded at.
+    version: i64,
+    signer: Option<Arc<Signer>>,
+    /// Published keys only: never a revoked one, never a retired one past its window.
+    verifiers: HashMap<String, Verifier>,
+    pub jwks: Bytes,
+    pub etag: String,
+    pub keys: Vec<KeyInfo>,
+    next: Option<(String, OffsetDateTime)>,
+    active_since: Option<OffsetDateTime>,
+    /// When a retired key leaves the JWKS, so the snapshot must be rebuilt.
+    rebuild_at: Option<OffsetDateTime>,
+}
+
+impl KeySnapshot {
+    pub fn has_signer(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    pub fn active_kid(&self) -> Option<&str> {
+        self.signer.as_ref().map(|s| s.kid.as_str())
+    }
+
+    pub fn next_kid(&self) -> Option<&str> {
+        self.next.as_ref().map(|(kid, _)| kid.as_str())
+    }
+}
+
+/// The claims of an access token (RFC 9068 §2.2); nothing else, so no personal data travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+}
+
+/// What a minted token is for; the key ring adds iss, iat, exp and jti.
+#[derive(Debug, Clone)]
+pub struct AccessTokenRequest<'a> {
+    pub subject: &'a str,
+    pub client_id: &'a str,
+    pub audience: &'a str,
+    pub scope: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MintedToken {
+    pub token: String,
+    pub claims: AccessTokenClaims,
+}
+
+/// Why a token was refused. Introspection answers every case the same way (`active: false`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error(transparent)]
+    Jws(#[from] JwsRejection),
+    #[error("claims are malformed")]
+    MalformedClaims,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+}
+
+pub struct KeyRing {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    master: Arc<MasterKey>,
+    policy: KeyPolicy,
+    issuer: String,
+    current: RwLock<Arc<KeySnapshot>>,
+}
+
+impl KeyRing {
+    /// Checks the master key against the database, creates the first keys if there are none,
+    /// and loads them. A wrong master key stops here, before anything is written.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        master: Arc<MasterKey>,
+        policy: KeyPolicy,
+        issuer: String,
+    ) -> Result<Self, KeyRingError> {
+        let now = clock.now();
+        let check = match store.find_master_key_check().await? {
+            Some(check) => check,
+            None => {
+                store
+                    .add_master_key_check(&master.seal(MASTER_KEY_CHECK, b"master_key_check")?, now)
+                    .await?
+            }
+        };
+        match master.open(&check, b"master_key_check") {
+            Ok(plain) if plain == MASTER_KEY_CHECK => {}
+            _ => return Err(KeyRingError::WrongMasterKey),
+        }
+        if store.list_signing_keys().await?.is_empty() {
+            let active = generate(policy.alg, &master).await?;
+            let next = generate(policy.alg, &master).await?;
+            if store.add_initial_signing_keys(&active, &next, now).await? {
+                tracing::info!(active = %active.kid, next = %next.kid, alg = %policy.alg, "created the first signing keys");
+            }
+        }
+        let ring = Self {
+            store,
+            clock,
+            master,
+            policy,
+            issuer,
+            current: RwLock::new(Arc::new(empty_snapshot())),
+        };
+        ring.reload().await?;
+        Ok(ring)
+    }
+
+    pub fn snapshot(&self) -> Arc<KeySnapshot> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn policy(&self) -> &KeyPolicy {
+        &self.policy
+    }
+
+    /// Loads the keys from the database and swaps in a new snapshot.
+    pub async fn reload(&self) -> Result<(), KeyRingError> {
+        let version = self.keys_version().await?;
+        let keys = self.store.list_signing_keys().await?;
+        let snapshot =
+            build_snapshot(version, &keys, &self.master, &self.policy, self.clock.now())?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        Ok(())
+    }
+
+    async fn keys_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .store
+            .change_versions()
+            .await?
+            .into_iter()
+            .find(|(t, _)| t == topic::KEYS)
+            .map_or(0, |(_, v)| v))
+    }
+
+    /// Reloads if the feed moved or a retired key's window closed. Returns whether it did.
+    pub async fn sync(&self) -> Result<bool, KeyRingError> {
+        let current = self.snapshot();
+        let version = self.keys_version().await?;
+        let window_closed = current.rebuild_at.is_some_and(|at| self.clock.now() >= at);
+        if version != current.version || window_closed {
+            self.reload().await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Promotes the next key, retires the active one and publishes a new next key. Refuses,
+    /// unless `force`, while the next key is younger than the JWKS max-age.
+    pub async fn rotate(&self, force: bool) -> Result<String, KeyRingError> {
+        self.sync().await?;
+        let snapshot = self.snapshot();
+        let (next_kid, published_at) = snapshot.next.clone().ok_or(KeyRingError::NoActiveKey)?;
+        let now = self.clock.now();
+        let ready_at = published_at + self.policy.jwks_max_age;
+        if now < ready_at && !force {
+            let wait = (ready_at - now).whole_seconds().max(1) as u64;
+            return Err(KeyRingError::NextKeyTooNew {
+                retry_after_seconds: wait,
+            });
+        }
+        let new_next = generate(self.policy.alg, &self.master).await?;
+        if !self
+            .store
+            .rotate_signing_keys(&next_kid, &new_next, now)
+            .await?
+        {
+            return Err(KeyRingError::Conflict);
+        }
+        tracing::info!(active = %next_kid, next = %new_next.kid, "signing key rotated");
+        self.reload().await?;
+        Ok(next_kid)
+    }
+
+    /// Rotates when the active key has signed for the rotation interval. Only one instance
+    /// succeeds; the others find the key set changed and stand down.
+    pub async fn rotate_if_due(&self) -> Result<bool, KeyRingError> {
+        let snapshot = self.snapshot();
+        let Some(since) = snapshot.active_since else {
+            return Ok(false);
+        };
+        if self.clock.now() < since + self.policy.rotation_interval {
+            return Ok(false);
+        }
+        match self.rotate(false).await {
+            Ok(_) => Ok(true),
+            Err(KeyRingError::Conflict | KeyRingError::NextKeyTooNew { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Compromise: the key leaves the JWKS at once and every token it signed stops verifying;
+    /// if it was signing, the next key takes over and a new next key is published.
+    pub async fn revoke(&self, kid: &str) -> Result<KeyState, KeyRingError> {
+        let replacement = generate(self.policy.alg, &self.master).await?;
+        let previous = self
+            .store
+            .revoke_signing_key(kid, &replacement, self.clock.now())
+            .await?
+            .ok_or(KeyRingError::UnknownKey)?;
+        tracing::warn!(%kid, previous_state = previous.as_str(), "signing key revoked");
+        self.reload().await?;
+        Ok(previous)
+    }
+
+    /// Mints an RFC 9068 access token with the active key. Touches neither the database nor
+    /// the master key: the signer was decrypted when the key set was loaded.
+    pub fn mint(&self, request: &AccessTokenRequest<'_>) -> Result<MintedToken, KeyRingError> {
+        let signer = self
+            .snapshot()
+            .signer
+            .clone()
+            .ok_or(KeyRingError::NoActiveKey)?;
+        let now = self.clock.now().unix_timestamp();
+        let claims = AccessTokenClaims {
+            iss: self.issuer.clone(),
+            sub: request.subject.to_owned(),
+            aud: request.audience.to_owned(),
+            exp: now + self.policy.access_token_ttl.as_secs() as i64,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            client_id: request.client_id.to_owned(),
+            scope: request.scope.filter(|s| !s.is_empty()).map(str::to_owned),
+            sid: request.session_id.map(str::to_owned),
+            nbf: None,
+        };
+        let payload = serde_json::to_vec(&claims).expect("claims serialise");
+        let token = signer.sign(&payload)?;
+        Ok(MintedToken { token, claims })
+    }
+
+    /// Checks a token against our own published keys and our issuer: signature with the key its
+    /// kid names (alg fixed by that key), typ, iss, exp, nbf and iat.
+    pub fn verify(&self, token: &str) -> Result<AccessTokenClaims, Rejection> {
+        let snapshot = self.snapshot();
+        let payload = keys::verify(token, |kid| snapshot.verifiers.get(kid))?;
+        let claims: AccessTokenClaims =
+            serde_json::from_slice(&payload).map_err(|_| Rejection::MalformedClaims)?;
+        if claims.iss != self.issuer {
+            return Err(Rejection::WrongIssuer);
+        }
+        let now = self.clock.now().unix_timestamp();
+        let skew = CLOCK_SKEW.as_secs() as i64;
+        if now >= claims.exp {
+            return Err(Rejection::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now + skew) || claims.iat > now + skew {
+            return Err(Rejection::NotYetValid);
+        }
+        Ok(claims)
+    }
+}
+
+/// How often each instance checks the change feed even without a notification: the bound on
+/// how stale its keys can be after a lost LISTEN connection.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
+
+impl KeyRing {
+    /// Keeps this instance's keys current and rotates them when due, until aborted. A NOTIFY
+    /// from any instance triggers a check at once; the periodic check covers lost notifications
+    /// and databases without them (SQLite, changed by the CLI).
+    pub async fn run_sync(self: Arc<Self>) {
+        let mut listener: Option<Box<dyn ChangeListener>> = None;
+        let mut notifications_supported = true;
+        let mut ticker = tokio::time::interval(SYNC_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            if listener.is_none() && notifications_supported {
+                match self.store.change_listener().await {
+                    Ok(Some(l)) => listener = Some(l),
+                    Ok(None) => notifications_supported = false,
+                    Err(error) => tracing::debug!(%error, "change listener unavailable; polling"),
+                }
+            }
+            tokio::select! {
+                _ = ticker.tick() => {}
+                received = next_notification(&mut listener) => {
+                    if received.is_err() {
+                        listener = None;
+                    }
+                }
+            }
+            if let Err(error) = self.sync().await {
+                tracing::warn!(%error, "could not refresh signing keys");
+            }
+            if let Err(error) = self.rotate_if_due().await {
+                tracing::warn!(%error, "automatic key rotation failed");
+            }
+        }
+    }
+}
+
+async fn next_notification(
+    listener: &mut Option<Box<dyn ChangeListener>>,
+) -> Result<String, StoreError> {
+    match listener {
+        Some(listener) => listener.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Key generation off the async runtime: an RSA 3072 key takes a noticeable fraction of a second.
+async fn generate(alg: SigningAlg, master: &Arc<MasterKey>) -> Result<NewSigningKey, KeyError> {
+    let master = Arc::clone(master);
+    tokio::task::spawn_blocking(move || keys::generate(alg, &master))
+        .await
+        .expect("key generation does not panic")
+}
+
+fn empty_snapshot() -> KeySnapshot {
+    KeySnapshot {
+        version: -1,
+        signer: None,
+        verifiers: HashMap::new(),
+        jwks: Bytes::from_static(br#"{"keys":[]}"#),
+        etag: String::new(),
+        keys: Vec::new(),
+        next: None,
+        active_since: None,
+        rebuild_at: None,
+    }
+}
+
+fn build_snapshot(
+    version: i64,
+    keys: &[SigningKey],
+    master: &MasterKey,
+    policy: &KeyPolicy,
+    now: OffsetDateTime,
+) -> Result<KeySnapshot, KeyRingError> {
+    // A retired key stays published while a token it signed may live.
+    let retired_window = policy.access_token_ttl + CLOCK_SKEW;
+    let mut snapshot = empty_snapshot();
+    snapshot.version = version;
+    let mut published = Vec::new();
+    for key in keys {
+        snapshot.keys.push(KeyInfo {
+            kid: key.kid.clone(),
+            alg: key.alg.as_str(),
+            state: key.state.as_str(),
+            created_at: key.created_at,
+            activated_at: key.activated_at,
+            retired_at: key.retired_at,
+            revoked_at: key.revoked_at,
+        });
+        let publish = match key.state {
+            KeyState::Revoked => false,
+            KeyState::Next | KeyState::Active => true,
+            KeyState::Retired => {
+                let until = key.retired_at.unwrap_or(key.created_at) + retired_window;
+                if until > now {
+                    snapshot.rebuild_at =
+                        Some(snapshot.rebuild_at.map_or(until, |at| at.min(until)));
+                }
+                until > now
+            }
+        };
+        match key.state {
+            KeyState::Active => {
+                let signer = Signer::open(&key.kid, key.alg, &key.private_key_ciphertext, master)
+                    .map_err(|e| match e {
+                    KeyError::Decrypt => KeyRingError::WrongMasterKey,
+                    other => KeyRingError::Key(other),
+                })?;
+                snapshot.signer = Some(Arc::new(signer));
+                snapshot.active_since = key.activated_at.or(Some(key.created_at));
+            }
+            KeyState::Next => snapshot.next = Some((key.kid.clone(), key.created_at)),
+            _ => {}
+        }
+        if publish {
+            snapshot.verifiers.insert(
+                key.kid.clone(),
+                Verifier::from_public_jwk(&key.kid, key.alg, &key.public_jwk)?,
+            );
+            published.push(
+                serde_json::from_str::<serde_json::Value>(&key.public_jwk)
+                    .map_err(|_| KeyRingError::Store(StoreError::Other { kind: "decode" }))?,
+            );
+        }
+    }
+    let jwks =
+        serde_json::to_vec(&serde_json::json!({ "keys": published })).expect("JWKS serialises");
+    snapshot.etag = format!(
+        "\"{}\"",
+        &keys::base64url(&openssl::sha::sha256(&jwks))[..27]
+    );
+    snapshot.jwks = jwks.into();
+    Ok(snapshot)
+}
