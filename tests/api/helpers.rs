@@ -158,6 +158,8 @@ pub struct TestApp {
     pub url: String,
     pub http: reqwest::Client,
     pub clock: Arc<MockClock>,
+    /// The running instance's use cases, for what has no endpoint yet (minting, say).
+    pub issuer: Arc<tessera::domain::Issuer>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     /// Shared by every instance spawned on it; dropped after the last one.
@@ -179,6 +181,7 @@ impl TestApp {
             .await
             .expect("server starts");
         let url = format!("http://{}", server.local_addr());
+        let issuer = Arc::clone(server.issuer());
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stop.await;
@@ -190,10 +193,34 @@ impl TestApp {
                 .build()
                 .expect("http client"),
             clock,
+            issuer,
             shutdown: Some(shutdown),
             task: Some(task),
             db,
         }
+    }
+
+    pub fn keys(&self) -> &tessera::domain::KeyRing {
+        self.issuer.keys()
+    }
+
+    /// The published JWKS, parsed.
+    pub async fn jwks(&self) -> serde_json::Value {
+        let response = self.get("/.well-known/jwks.json").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// The kids the JWKS publishes, sorted.
+    pub async fn published_kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.jwks().await["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort();
+        kids
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {

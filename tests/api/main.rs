@@ -3,5 +3,6 @@
 
 mod helpers;
 
+mod keys;
 mod operations;
 mod storage;
