@@ -21,8 +21,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/tessera --create-home tessera
 COPY --from=build /src/target/release/tessera /usr/local/bin/tessera
-COPY config /etc/tessera
 WORKDIR /var/lib/tessera
+# Read from the working directory like any config/default.toml; `--config FILE` adds another.
+COPY config/default.toml /var/lib/tessera/config/default.toml
+# The embedded SQLite default keeps its database and master key here (owner-only).
+RUN install -d -m 0700 -o tessera -g tessera /var/lib/tessera/data
+VOLUME ["/var/lib/tessera/data"]
 USER tessera
 # Listen on every interface inside the container; publish the port to choose who reaches it.
 ENV TESSERA_LISTEN=0.0.0.0:8080 \
@@ -31,5 +35,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["tessera", "--config", "/etc/tessera/default.toml"]
+ENTRYPOINT ["tessera"]
 CMD ["serve"]

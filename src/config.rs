@@ -83,9 +83,18 @@ pub enum ConfigError {
 }
 
 /// Raw settings as layered text, before validation.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Settings {
     values: BTreeMap<&'static str, (String, Source)>,
+}
+
+/// Names and sources only: the values include secrets and a URL that may carry a password.
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.values.iter().map(|(k, (_, source))| (k, source)))
+            .finish()
+    }
 }
 
 impl Settings {
@@ -122,10 +131,12 @@ impl Settings {
         let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
         let table = toml::Table::from_str(&text).map_err(|e| {
             // The error's own Display quotes the offending line, which may hold a secret.
-            let line = e
-                .span()
-                .map(|span| text[..span.start].lines().count().max(1));
-            let message = e.message().trim().to_owned();
+            let line = e.span().map(|span| {
+                let before = &text.as_bytes()[..span.start.min(text.len())];
+                before.iter().filter(|b| **b == b'\n').count() + 1
+            });
+            // One line: the parser's message may span several.
+            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
             file_error(match line {
                 Some(line) => format!("not valid TOML at line {line}: {message}"),
                 None => format!("not valid TOML: {message}"),
@@ -165,7 +176,7 @@ impl Settings {
             let Some(suffix) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if name.starts_with(TEST_ENV_PREFIX) {
+            if name.starts_with(TEST_ENV_PREFIX) || is_service_link(name) {
                 continue;
             }
             let Some(key) = known_key(&suffix.to_ascii_lowercase()) else {
@@ -386,6 +397,14 @@ impl Settings {
     }
 }
 
+/// Kubernetes (for a Service named `tessera`) and Docker links inject `TESSERA_SERVICE_*` and
+/// `TESSERA_PORT*` into every container; they are not settings.
+fn is_service_link(name: &str) -> bool {
+    name.starts_with("TESSERA_SERVICE_")
+        || name == "TESSERA_PORT"
+        || name.starts_with("TESSERA_PORT_")
+}
+
 fn known_key(key: &str) -> Option<&'static str> {
     KEYS.iter().copied().find(|k| *k == key)
 }
@@ -479,14 +498,29 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
 }
 
-/// Connect options; their `Debug` never shows a password.
-#[derive(Debug, Clone)]
+/// Connect options. `Debug` is written by hand: sqlx's would print the password.
+#[derive(Clone)]
 pub enum DatabaseUrl {
     Postgres(Box<PgConnectOptions>),
     Sqlite {
         options: Box<SqliteConnectOptions>,
         path: PathBuf,
     },
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres(options) => f
+                .debug_struct("Postgres")
+                .field("host", &options.get_host())
+                .field("port", &options.get_port())
+                .field("database", &options.get_database())
+                .field("username", &options.get_username())
+                .finish_non_exhaustive(),
+            Self::Sqlite { path, .. } => f.debug_struct("Sqlite").field("path", path).finish(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -692,6 +726,41 @@ mod tests {
             m.contains("not valid TOML at line 1") && !m.contains("sekrit"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn debug_output_carries_no_secret() {
+        let mut settings = Settings::default();
+        settings
+            .merge_env([
+                (
+                    "TESSERA_DATABASE_URL".into(),
+                    "postgres://u:hunter2@db/x".into(),
+                ),
+                (
+                    "TESSERA_MASTER_KEY".into(),
+                    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+                ),
+            ])
+            .unwrap();
+        let config = settings.validate().unwrap();
+        for shown in [format!("{settings:?}"), format!("{config:?}")] {
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("AAECAwQF"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn container_link_variables_are_not_settings() {
+        env(&[
+            ("TESSERA_SERVICE_HOST", "10.0.0.1"),
+            ("TESSERA_SERVICE_PORT", "8080"),
+            ("TESSERA_PORT", "tcp://10.0.0.1:8080"),
+            ("TESSERA_PORT_8080_TCP_ADDR", "10.0.0.1"),
+        ])
+        .unwrap();
     }
 
     #[test]

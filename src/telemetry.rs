@@ -7,9 +7,11 @@ use crate::config::{LogConfig, LogFormat};
 /// Installs the global subscriber. Standard output stays free for what the operator must read
 /// (the URL, a first-start admin credential); logs go to standard error.
 pub fn init(log: &LogConfig) {
-    // sqlx would log statements and slow queries with their SQL text; the contract forbids it.
-    let filter = EnvFilter::try_new(format!("{},sqlx=off", log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=off"));
+    // sqlx would log statements and slow queries with their SQL text, and axum's rejection
+    // traces quote request bodies: the contract forbids both.
+    let quiet = "sqlx=off,axum::rejection=off";
+    let filter = EnvFilter::try_new(format!("{},{quiet}", log.level))
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{quiet}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -278,3 +278,90 @@ async fn logs_carry_no_secret() {
         assert!(!stderr.contains(needle), "{needle} leaked into the log");
     }
 }
+
+async fn published_kids(url: &str) -> Vec<String> {
+    let jwks: serde_json::Value = get(&format!("{url}/.well-known/jwks.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+/// The key commands act on the database; the running server (SQLite: polling the change feed)
+/// follows within a second.
+#[tokio::test]
+async fn key_commands_change_what_a_running_server_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("TESSERA_LISTEN", "127.0.0.1:0")];
+    let (mut child, url) = serve(dir.path(), &env).await;
+    let before = published_kids(&url).await;
+    assert_eq!(before.len(), 2);
+
+    let run = |args: &'static [&'static str]| {
+        let dir = dir.path().to_owned();
+        async move {
+            let output = tessera(&dir, &[], args).output().await.unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            (
+                output.status.code(),
+                stdout,
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, list, _) = run(&["keys", "list"]).await;
+    assert_eq!(code, Some(0));
+    assert!(list.contains("active") && list.contains("next"), "{list}");
+
+    // Refused without --force: the next key is younger than the JWKS max-age.
+    let (code, _, stderr) = run(&["keys", "rotate"]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("max-age"), "{stderr}");
+    let (code, rotated, stderr) = run(&["keys", "rotate", "--force"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let promoted = rotated.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(
+        before.contains(&promoted),
+        "the published next key now signs: {rotated}"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let kids = published_kids(&url).await;
+        if kids.len() == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server did not follow the rotation in 1 s: {kids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let output = tessera(dir.path(), &[], &["keys", "revoke", &promoted])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while published_kids(&url).await.contains(&promoted) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "revoked key still published after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(terminate(&mut child).await.code(), Some(0));
+}

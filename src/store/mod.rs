@@ -160,7 +160,11 @@ impl From<sqlx::Error> for StoreError {
             E::Protocol(_) => Self::Unavailable { kind: "protocol" },
             E::Database(db) => {
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-                if is_unavailable_code(&code) {
+                // SQLite reports extended codes (517 is BUSY_SNAPSHOT); the low byte is the
+                // primary code.
+                let sqlite_busy = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+                if sqlite_busy || is_unavailable_code(&code) {
                     Self::Unavailable {
                         kind: "server refused",
                     }
@@ -182,13 +186,13 @@ impl From<sqlx::Error> for StoreError {
 /// PostgreSQL: connection exceptions (class 08), shutdown and start-up (57P01-57P03), too many
 /// connections (53300), and what a new connection meets while the database is being restored or
 /// reconfigured: refused credentials (class 28), a missing database (3D000), a database not
-/// accepting connections (55000). SQLite: busy (5) and locked (6).
+/// accepting connections (55000).
 fn is_unavailable_code(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("28")
         || matches!(
             code,
-            "57P01" | "57P02" | "57P03" | "53300" | "3D000" | "55000" | "5" | "6"
+            "57P01" | "57P02" | "57P03" | "53300" | "3D000" | "55000"
         )
 }
 
