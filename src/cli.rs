@@ -66,6 +66,7 @@ impl Command {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    config.require_master_key()?;
     let shutdown = http::shutdown_signal().context("cannot install signal handlers")?;
     let server = Server::build(config, Arc::new(SystemClock)).await?;
     let url = format!("http://{}", server.local_addr());
@@ -87,6 +88,9 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 
 impl KeysCommand {
     async fn run(self, config: Config) -> anyhow::Result<()> {
+        config.require_master_key()?;
+        let policy = key_policy(&config);
+        let master_key = Arc::new(load_master_key(config.master_key)?);
         let store = store::connect(&config.database).await?;
         if config.migrate {
             store.migrate().await?;
@@ -95,11 +99,10 @@ impl KeysCommand {
             .issuer
             .clone()
             .unwrap_or_else(|| format!("http://{}", config.listen));
-        let policy = key_policy(&config);
         let keys = KeyRing::start(
             Arc::clone(&store),
             Arc::new(SystemClock),
-            Arc::new(load_master_key(config.master_key)?),
+            master_key,
             policy,
             issuer,
         )

@@ -239,11 +239,7 @@ impl Settings {
             "pretty" => Ok(LogFormat::Pretty),
             _ => Err("must be json or pretty".into()),
         })?;
-        let log_level = self.parse("log_level", "info", |s| {
-            tracing_subscriber::EnvFilter::try_new(s)
-                .map(|_| s.to_owned())
-                .map_err(|_| "must be a tracing filter such as info or tessera=debug,info".into())
-        })?;
+        let log_level = self.parse("log_level", "info", parse_log_level)?;
         Ok(Config {
             listen,
             issuer,
@@ -291,13 +287,13 @@ impl Settings {
                 .map_err(|e| self.invalid("master_key_file", &e.to_string())),
             (None, None, DatabaseUrl::Sqlite { path, .. }) => {
                 let dir = path.parent().unwrap_or(Path::new("."));
-                Ok(MasterKeySource::Embedded(dir.join("master.key")))
+                Ok(MasterKeySource::Embedded {
+                    key_file: dir.join("master.key"),
+                    database_file: path.clone(),
+                })
             }
-            (None, None, DatabaseUrl::Postgres(_)) => Err(ConfigError::Invalid {
-                name: "TESSERA_MASTER_KEY".into(),
-                origin: "not set".into(),
-                message: "required with PostgreSQL (or TESSERA_MASTER_KEY_FILE): base64 of 32 random bytes, e.g. from `openssl rand -base64 32`".into(),
-            }),
+            // Only commands that touch keys need it: `migrate` runs without.
+            (None, None, DatabaseUrl::Postgres(_)) => Ok(MasterKeySource::Required),
         }
     }
 
@@ -417,6 +413,24 @@ fn invalid(key: &str, source: &Source, message: &str) -> ConfigError {
     }
 }
 
+/// A level, or comma-separated `level` / `target=level` directives. Stricter than tracing's own
+/// parser, which takes a misspelt level for a target name and silently logs nothing.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let valid = s.split(',').all(|directive| {
+        let level = directive.rsplit('=').next().unwrap_or_default().trim();
+        let target_ok = directive
+            .split_once('=')
+            .is_none_or(|(target, _)| !target.trim().is_empty());
+        target_ok && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+    });
+    if valid && tracing_subscriber::EnvFilter::try_new(s).is_ok() {
+        Ok(s.to_owned())
+    } else {
+        Err("must be a level (trace, debug, info, warn, error, off) or directives such as tessera=debug,info".into())
+    }
+}
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s {
         "true" => Ok(true),
@@ -489,6 +503,18 @@ impl Config {
     pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
         Settings::load(config_file)?.validate()
     }
+
+    /// For the commands that handle signing keys: a master key must be configured.
+    pub fn require_master_key(&self) -> Result<(), ConfigError> {
+        match self.master_key {
+            MasterKeySource::Required => Err(ConfigError::Invalid {
+                name: "TESSERA_MASTER_KEY".into(),
+                origin: "not set".into(),
+                message: "required with PostgreSQL (or TESSERA_MASTER_KEY_FILE): base64 of 32 random bytes, e.g. from `openssl rand -base64 32`".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -528,7 +554,12 @@ pub enum MasterKeySource {
     Inline(MasterKey),
     File(MasterKey, PathBuf),
     /// The embedded default: generated next to the SQLite database on first start.
-    Embedded(PathBuf),
+    Embedded {
+        key_file: PathBuf,
+        database_file: PathBuf,
+    },
+    /// PostgreSQL without a key: fine for `migrate`, refused by commands that need keys.
+    Required,
 }
 
 pub struct BootstrapAdmin {
@@ -588,7 +619,7 @@ mod tests {
             matches!(&config.database.url, DatabaseUrl::Sqlite { path, .. } if path == Path::new("data/tessera.db"))
         );
         assert!(
-            matches!(&config.master_key, MasterKeySource::Embedded(p) if p == Path::new("data/master.key"))
+            matches!(&config.master_key, MasterKeySource::Embedded { key_file, .. } if key_file == Path::new("data/master.key"))
         );
         assert_eq!(config.signing_alg, SigningAlg::Es256);
         assert_eq!(config.tokens.access_token_ttl, Duration::from_secs(300));
@@ -650,6 +681,8 @@ mod tests {
             ("TESSERA_REFRESH_REUSE_GRACE", "301"),
             ("TESSERA_JWKS_MAX_AGE", "1.5"),
             ("TESSERA_LOG_FORMAT", "xml"),
+            ("TESSERA_LOG_LEVEL", "deubg"),
+            ("TESSERA_LOG_LEVEL", "tessera=verbose"),
             ("TESSERA_MIGRATE", "yes"),
             ("TESSERA_DATABASE_MAX_CONNECTIONS", "0"),
         ] {
@@ -662,10 +695,8 @@ mod tests {
 
     #[test]
     fn cross_setting_rules_are_enforced() {
-        let m = message(env(&[(
-            "TESSERA_DATABASE_URL",
-            "postgres://postgres@127.0.0.1/x",
-        )]));
+        let config = env(&[("TESSERA_DATABASE_URL", "postgres://postgres@127.0.0.1/x")]).unwrap();
+        let m = config.require_master_key().unwrap_err().to_string();
         assert!(
             m.contains("TESSERA_MASTER_KEY") && m.contains("required"),
             "{m}"

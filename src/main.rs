@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tessera::config::Config;
+use tessera::config::{Config, ConfigError};
 use tessera::telemetry;
 
 mod cli;
@@ -22,6 +22,11 @@ async fn main() -> ExitCode {
     telemetry::init(&config.log);
     match cli.command.run(config).await {
         Ok(()) => ExitCode::SUCCESS,
+        // A setting found wanting only once the command is known: the same one line as above.
+        Err(error) if error.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("tessera: {error}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             tracing::error!(
                 error = format!("{error:#}"),

@@ -43,6 +43,10 @@ pub struct Server {
 impl Server {
     /// Opens (and by default migrates) the database, loads the master key and binds.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        // Before the database is opened (and, on the embedded default, created): a lost key file
+        // next to an existing database must stop start-up, not be silently replaced.
+        let policy = key_policy(&config);
+        let master_key = Arc::new(load_master_key(config.master_key)?);
         let store = store::connect(&config.database).await?;
         if config.migrate {
             store.migrate().await?;
@@ -51,8 +55,6 @@ impl Server {
                 "database migrations are up to date"
             );
         }
-        let policy = key_policy(&config);
-        let master_key = Arc::new(load_master_key(config.master_key)?);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -135,7 +137,17 @@ pub fn key_policy(config: &Config) -> KeyPolicy {
 pub fn load_master_key(source: MasterKeySource) -> Result<MasterKey, MasterKeyError> {
     Ok(match source {
         MasterKeySource::Inline(key) | MasterKeySource::File(key, _) => key,
-        MasterKeySource::Embedded(path) => {
+        MasterKeySource::Required => return Err(MasterKeyError::Missing),
+        MasterKeySource::Embedded {
+            key_file: path,
+            database_file,
+        } => {
+            if !path.exists() && database_file.exists() {
+                return Err(MasterKeyError::Lost {
+                    key_file: path,
+                    database_file,
+                });
+            }
             let (key, created) = MasterKey::read_or_create_file(&path)?;
             if created {
                 tracing::warn!(path = %path.display(), "generated a new master key: back it up with the database, or the signing keys cannot be decrypted");

@@ -365,3 +365,30 @@ async fn key_commands_change_what_a_running_server_publishes() {
     }
     assert_eq!(terminate(&mut child).await.code(), Some(0));
 }
+
+/// On the embedded default, a master key file that disappeared while the database remains is a
+/// lost backup, not a first start: refuse, and do not generate a replacement.
+#[tokio::test]
+async fn a_lost_master_key_file_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("TESSERA_LISTEN", "127.0.0.1:0"),
+        ("TESSERA_LOG_FORMAT", "json"),
+    ];
+    let (mut child, _) = serve(dir.path(), &env).await;
+    assert_eq!(terminate(&mut child).await.code(), Some(0));
+    let key = dir.path().join("data/master.key");
+    std::fs::remove_file(&key).unwrap();
+
+    let output = tessera(dir.path(), &env, &["serve"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("master.key is missing") && stderr.contains("backup"),
+        "{stderr}"
+    );
+    assert!(!key.exists(), "no replacement key was generated");
+}

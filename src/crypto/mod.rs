@@ -42,6 +42,15 @@ pub enum MasterKeyError {
     Read { path: PathBuf, source: io::Error },
     #[error("cannot create {path}: {source}")]
     Create { path: PathBuf, source: io::Error },
+    #[error(
+        "{key_file} is missing but {database_file} exists: restore the key from your backup (a new key could not decrypt the signing keys)"
+    )]
+    Lost {
+        key_file: PathBuf,
+        database_file: PathBuf,
+    },
+    #[error("TESSERA_MASTER_KEY is required with PostgreSQL (or TESSERA_MASTER_KEY_FILE)")]
+    Missing,
 }
 
 impl MasterKey {
@@ -64,7 +73,10 @@ impl MasterKey {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_base64(&text)
+        Self::from_base64(&text).map_err(|_| MasterKeyError::Read {
+            path: path.to_owned(),
+            source: io::Error::new(io::ErrorKind::InvalidData, "not base64 of exactly 32 bytes"),
+        })
     }
 
     /// Reads the key file, or creates it (mode 0600, never overwriting) with a fresh key.
@@ -80,23 +92,28 @@ impl MasterKey {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir).map_err(create_err)?;
         }
+        // Written to a temporary file and linked into place: a crash never leaves a half-written
+        // key file, and an existing key is never overwritten.
         let key = Self::generate();
+        let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = match options.open(path) {
-            Ok(file) => file,
-            // Another process created it between our check and our open: use theirs.
+        let written = options.open(&temporary).and_then(|mut file| {
+            file.write_all(format!("{}\n", STANDARD.encode(key.expose())).as_bytes())?;
+            file.sync_all()
+        });
+        let linked = written.and_then(|()| fs::hard_link(&temporary, path));
+        let _ = fs::remove_file(&temporary);
+        match linked {
+            Ok(()) => {}
+            // Another process created it meanwhile: use theirs.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Ok((Self::read_file(path)?, false));
             }
             Err(e) => return Err(create_err(e)),
-        };
-        let text = format!("{}\n", STANDARD.encode(key.expose()));
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(create_err)?;
+        }
         Ok((key, true))
     }
 

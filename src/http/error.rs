@@ -134,3 +134,15 @@ where
     parts.headers.extend(new_parts.headers);
     Response::from_parts(parts, Body::new(body))
 }
+
+/// The response to a handler panic: logged without its payload (it may hold values), answered
+/// as a bare `server_error`.
+pub fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "internal error",
+    )
+    .into_response()
+}

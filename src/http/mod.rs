@@ -10,6 +10,7 @@ use axum::http::{HeaderName, Request, StatusCode};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -58,6 +59,9 @@ impl AppState {
 /// The whole HTTP surface with its layers.
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let layers = ServiceBuilder::new()
+        // A handler panic answers a JSON 500 instead of dropping the connection.
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
@@ -86,6 +90,25 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
         .layer(layers)
+}
+
+/// A caller's request id is kept for correlation only if it is short and plain; anything else
+/// is replaced by a fresh UUID, so logs never carry arbitrary caller text.
+async fn drop_unusable_request_id(
+    mut request: Request<axum::body::Body>,
+) -> Request<axum::body::Body> {
+    let usable = request.headers().get(&REQUEST_ID).is_none_or(|value| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 64
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+    });
+    if !usable {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
 }
 
 /// The span of one request: method, path and request id. Never the query string, headers or

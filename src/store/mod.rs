@@ -142,6 +142,26 @@ impl StoreError {
     }
 }
 
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    /// Keeps the migration version and the SQLSTATE; never the database's message, which may
+    /// quote SQL.
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        use sqlx::migrate::MigrateError as M;
+        let describe = |e: sqlx::Error| match StoreError::from(e) {
+            StoreError::Unavailable { kind } => format!("database unavailable ({kind})"),
+            StoreError::Database { code } => format!("code {code}"),
+            other => other.to_string(),
+        };
+        Self::Migrate(match error {
+            M::Execute(e) => describe(e),
+            M::ExecuteMigration(e, version) => format!("migration {version}: {}", describe(e)),
+            M::Source(_) => "cannot read the embedded migrations".to_owned(),
+            // The remaining variants name versions only.
+            other => other.to_string(),
+        })
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         use sqlx::Error as E;

@@ -160,10 +160,7 @@ impl Store for PgStore {
             locking: true,
             no_tx: false,
         };
-        migrator
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))
+        migrator.run(&self.pool).await.map_err(StoreError::from)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -144,10 +144,7 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))
+        MIGRATOR.run(&self.pool).await.map_err(StoreError::from)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -86,6 +86,17 @@ async fn every_response_carries_a_request_id(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "lb-1234");
+    // Anything long or odd is replaced, so logs never carry arbitrary caller text.
+    for odd in ["has spaces and \"quotes\"", &"x".repeat(65)] {
+        let response = app
+            .get("/nope")
+            .header("x-request-id", odd)
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{odd} became {id}");
+    }
 }
 
 async fn metadata_names_the_issuer_and_only_what_exists(backend: Backend) {
