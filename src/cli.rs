@@ -1,5 +1,6 @@
-//! The command line: `serve`, `migrate` (admin commands follow). Uses: tessera (the library), anyhow.
+//! The command line: `serve`, `migrate`, and the admin commands, which act on the database directly (running servers follow through the change feed). Uses: tessera (the library), anyhow.
 
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -7,8 +8,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tessera::clock::SystemClock;
 use tessera::config::Config;
-use tessera::domain::KeyRing;
-use tessera::server::{Server, key_policy, load_master_key};
+use tessera::domain::Issuer;
+use tessera::domain::admin::NewClient;
+use tessera::model::{Client, User};
+use tessera::server::{self, Server};
 use tessera::{http, store};
 
 #[derive(Debug, Parser)]
@@ -32,9 +35,15 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Signing keys: list, rotate, revoke (acts on the database; running servers follow within a second).
+    /// Signing keys: list, rotate, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Clients: create, show, rotate-secret.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Users: create, disable, enable.
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,12 +64,58 @@ pub enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; a confidential client's secret is printed once.
+    Create {
+        /// The client id (generated when omitted).
+        #[arg(long = "id")]
+        client_id: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// client_credentials, password or refresh_token (repeatable).
+        #[arg(long = "grant", required = true)]
+        grant_types: Vec<String>,
+        /// An allowed scope (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// An allowed audience (repeatable; the first is the default).
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        /// A public client (no secret).
+        #[arg(long)]
+        public: bool,
+        /// May use the admin API and revoke anything.
+        #[arg(long)]
+        admin: bool,
+        /// May introspect tokens.
+        #[arg(long)]
+        introspect: bool,
+    },
+    /// Show a client (never its secret).
+    Show { client_id: String },
+    /// Replace a client's secret; the new one is printed once, the old one stops working.
+    RotateSecret { client_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from the first line of standard input.
+    Create { username: String },
+    /// Disable a user (by username) and revoke every session.
+    Disable { username: String },
+    /// Enable a user (by username) again.
+    Enable { username: String },
+}
+
 impl Command {
     pub async fn run(self, config: Config) -> anyhow::Result<()> {
         match self {
             Self::Serve => serve(config).await,
             Self::Migrate => migrate(config).await,
-            Self::Keys(command) => command.run(config).await,
+            Self::Keys(command) => with_issuer(config, |issuer| command.run(issuer)).await,
+            Self::Client(command) => with_issuer(config, |issuer| command.run(issuer)).await,
+            Self::User(command) => with_issuer(config, |issuer| command.run(issuer)).await,
         }
     }
 }
@@ -68,10 +123,21 @@ impl Command {
 async fn serve(config: Config) -> anyhow::Result<()> {
     config.require_master_key()?;
     let shutdown = http::shutdown_signal().context("cannot install signal handlers")?;
-    let server = Server::build(config, Arc::new(SystemClock)).await?;
+    let mut server = Server::build(config, Arc::new(SystemClock)).await?;
     let url = format!("http://{}", server.local_addr());
     tracing::info!(%url, "Tessera is listening");
-    println!("Tessera is listening on {url}");
+    // A closed standard output (a supervisor that stopped reading) must not stop the server.
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "Tessera is listening on {url}");
+    if let Some((client_id, secret)) = server.take_generated_admin() {
+        // The only time a secret is ever printed: standard output, never the log.
+        let _ = writeln!(
+            out,
+            "Created the admin client (shown once; store the secret now):\n  client_id:     {client_id}\n  client_secret: {}",
+            secret.expose()
+        );
+    }
+    let _ = out.flush();
     server.run(shutdown).await.context("server error")?;
     tracing::info!("stopped");
     Ok(())
@@ -86,28 +152,23 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the database and the key ring as the server does, runs one admin command, closes.
+async fn with_issuer<F, Fut>(mut config: Config, command: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Arc<Issuer>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    config.require_master_key()?;
+    let (issuer, store) = server::open(&mut config, Arc::new(SystemClock)).await?;
+    let result = command(issuer).await;
+    store.close().await;
+    result
+}
+
 impl KeysCommand {
-    async fn run(self, config: Config) -> anyhow::Result<()> {
-        config.require_master_key()?;
-        let policy = key_policy(&config);
-        let master_key = Arc::new(load_master_key(config.master_key)?);
-        let store = store::connect(&config.database).await?;
-        if config.migrate {
-            store.migrate().await?;
-        }
-        let issuer = config
-            .issuer
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.listen));
-        let keys = KeyRing::start(
-            Arc::clone(&store),
-            Arc::new(SystemClock),
-            master_key,
-            policy,
-            issuer,
-        )
-        .await?;
-        let result = match self {
+    async fn run(self, issuer: Arc<Issuer>) -> anyhow::Result<()> {
+        let keys = issuer.keys();
+        match self {
             Self::List => {
                 println!(
                     "{:<44} {:<6} {:<8} {:<26} ACTIVATED / RETIRED / REVOKED",
@@ -126,21 +187,116 @@ impl KeysCommand {
                         when(key.revoked_at)
                     );
                 }
-                Ok(())
             }
-            Self::Rotate { force } => keys.rotate(force).await.map(|kid| {
+            Self::Rotate { force } => {
+                let kid = keys.rotate(force).await?;
                 println!("Rotated: {kid} now signs; the previous key is retired.");
-            }),
-            Self::Revoke { kid } => keys.revoke(&kid).await.map(|previous| {
+            }
+            Self::Revoke { kid } => {
+                let previous = keys.revoke(&kid).await?;
                 println!(
                     "Revoked {kid} (was {}); it has left the JWKS.",
                     previous.as_str()
                 );
-            }),
-        };
-        store.close().await;
-        Ok(result?)
+            }
+        }
+        Ok(())
     }
+}
+
+impl ClientCommand {
+    async fn run(self, issuer: Arc<Issuer>) -> anyhow::Result<()> {
+        match self {
+            Self::Create {
+                client_id,
+                name,
+                grant_types,
+                scopes,
+                audiences,
+                public,
+                admin,
+                introspect,
+            } => {
+                let (client, secret) = issuer
+                    .create_client(NewClient {
+                        client_id,
+                        name,
+                        grant_types,
+                        scopes,
+                        audiences,
+                        public,
+                        admin,
+                        introspect,
+                    })
+                    .await?;
+                print_client(&client);
+                if let Some(secret) = secret {
+                    println!("client_secret: {}  (shown once)", secret.expose());
+                }
+            }
+            Self::Show { client_id } => print_client(&issuer.client(&client_id).await?),
+            Self::RotateSecret { client_id } => {
+                let secret = issuer.rotate_client_secret(&client_id).await?;
+                println!("client_id:     {client_id}");
+                println!(
+                    "client_secret: {}  (shown once; the old secret no longer works)",
+                    secret.expose()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl UserCommand {
+    async fn run(self, issuer: Arc<Issuer>) -> anyhow::Result<()> {
+        match self {
+            Self::Create { username } => {
+                let mut password = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut password)
+                    .context("cannot read the password from standard input")?;
+                let password = password.trim_end_matches(['\r', '\n']);
+                print_user(&issuer.create_user(&username, password).await?);
+            }
+            Self::Disable { username } => {
+                let user = issuer.user_by_name(&username).await?;
+                print_user(
+                    &issuer
+                        .update_user(&user.user_id.to_string(), Some(true), None)
+                        .await?,
+                );
+            }
+            Self::Enable { username } => {
+                let user = issuer.user_by_name(&username).await?;
+                print_user(
+                    &issuer
+                        .update_user(&user.user_id.to_string(), Some(false), None)
+                        .await?,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn print_client(client: &Client) {
+    let grants: Vec<_> = client.grant_types.iter().map(|g| g.as_str()).collect();
+    println!("client_id:     {}", client.client_id);
+    println!("public:        {}", client.is_public());
+    println!("grant_types:   {}", grants.join(" "));
+    println!("scopes:        {}", client.scopes.join(" "));
+    println!("audiences:     {}", client.audiences.join(" "));
+    println!("admin:         {}", client.is_admin);
+    println!("introspect:    {}", client.can_introspect);
+    println!("disabled:      {}", client.disabled);
+}
+
+fn print_user(user: &User) {
+    println!("id:       {}", user.user_id);
+    println!("username: {}", user.username);
+    println!("disabled: {}", user.disabled);
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {

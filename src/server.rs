@@ -8,12 +8,19 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::clock::Clock;
-use crate::config::{Config, MasterKeySource};
+use secrecy::ExposeSecret;
+
+use crate::config::{Config, DatabaseUrl, MasterKeySource};
+use crate::crypto::secrets::ClientSecret;
 use crate::crypto::{MasterKey, MasterKeyError};
 use crate::domain::keys::{KeyPolicy, KeyRingError};
+use crate::domain::passwords::PasswordHasher;
 use crate::domain::{Issuer, KeyRing};
 use crate::http::{self, AppState};
 use crate::store::{self, Store, StoreError};
+
+/// How long a login waits for a turn at argon2id before 503.
+const PASSWORD_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -23,6 +30,8 @@ pub enum StartupError {
     MasterKey(#[from] MasterKeyError),
     #[error(transparent)]
     Keys(#[from] KeyRingError),
+    #[error("start-up: {0}")]
+    Domain(#[from] crate::domain::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -36,25 +45,14 @@ pub struct Server {
     router: Router,
     store: Arc<dyn Store>,
     issuer: Arc<Issuer>,
+    generated_admin: Option<(String, ClientSecret)>,
     local_addr: SocketAddr,
     shutdown_grace: std::time::Duration,
 }
 
 impl Server {
     /// Opens (and by default migrates) the database, loads the master key and binds.
-    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        // Before the database is opened (and, on the embedded default, created): a lost key file
-        // next to an existing database must stop start-up, not be silently replaced.
-        let policy = key_policy(&config);
-        let master_key = Arc::new(load_master_key(config.master_key)?);
-        let store = store::connect(&config.database).await?;
-        if config.migrate {
-            store.migrate().await?;
-            tracing::info!(
-                backend = store.backend().as_str(),
-                "database migrations are up to date"
-            );
-        }
+    pub async fn build(mut config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -66,26 +64,22 @@ impl Server {
             addr: config.listen,
             source,
         })?;
-        let issuer_url = config.issuer.clone().unwrap_or_else(|| {
-            if local_addr.ip().is_unspecified() {
-                tracing::warn!("TESSERA_ISSUER is not set and the listen address is unspecified: tokens will name an issuer clients cannot reach");
-            }
-            format!("http://{local_addr}")
-        });
-        let keys = KeyRing::start(
-            Arc::clone(&store),
-            Arc::clone(&clock),
-            master_key,
-            policy,
-            issuer_url.clone(),
-        )
-        .await?;
-        let issuer = Arc::new(Issuer::new(
-            Arc::clone(&store),
-            clock,
-            Arc::new(keys),
-            issuer_url,
-        ));
+        if config.issuer.is_none() && local_addr.ip().is_unspecified() {
+            tracing::warn!(
+                "TESSERA_ISSUER is not set and the listen address is unspecified: tokens will name an issuer clients cannot reach"
+            );
+        }
+        // Without a configured issuer, the address actually bound (port 0 included).
+        config
+            .issuer
+            .get_or_insert_with(|| format!("http://{local_addr}"));
+        let (issuer, store) = open(&mut config, clock).await?;
+        let configured = config
+            .bootstrap_admin
+            .as_ref()
+            .map(|admin| (admin.id.as_str(), admin.secret.expose_secret()));
+        let embedded = matches!(config.database.url, DatabaseUrl::Sqlite { .. });
+        let generated_admin = issuer.ensure_admin(configured, embedded).await?;
         let router = http::router(
             AppState::new(Arc::clone(&issuer), config.jwks_max_age),
             config.request_timeout,
@@ -95,6 +89,7 @@ impl Server {
             router,
             store,
             issuer,
+            generated_admin,
             local_addr,
             shutdown_grace: config.shutdown_grace,
         })
@@ -102,6 +97,12 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin client generated at this first start of the embedded default, if any: its
+    /// secret is shown once, by the caller, and never again.
+    pub fn take_generated_admin(&mut self) -> Option<(String, ClientSecret)> {
+        self.generated_admin.take()
     }
 
     /// The issuer and its use cases, for embedders and tests.
@@ -115,12 +116,60 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let sync = tokio::spawn(Arc::clone(self.issuer.keys()).run_sync());
+        let sync = tokio::spawn(Arc::clone(&self.issuer).run_sync());
         let result = http::serve(self.listener, self.router, shutdown, self.shutdown_grace).await;
         sync.abort();
         self.store.close().await;
         result
     }
+}
+
+/// Opens (and by default migrates) the database, loads the master key and the keys, and starts
+/// the issuer, without listening: what `serve` and the admin commands share. The master key is
+/// taken out of `config`.
+pub async fn open(
+    config: &mut Config,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<Issuer>, Arc<dyn Store>), StartupError> {
+    // Before the database is opened (and, on the embedded default, created): a lost key file
+    // next to an existing database must stop start-up, not be silently replaced.
+    let policy = key_policy(config);
+    let master_key = std::mem::replace(&mut config.master_key, MasterKeySource::Required);
+    let master_key = Arc::new(load_master_key(master_key)?);
+    let store = store::connect(&config.database).await?;
+    if config.migrate {
+        store.migrate().await?;
+        tracing::info!(
+            backend = store.backend().as_str(),
+            "database migrations are up to date"
+        );
+    }
+    let issuer_url = config
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    let keys = KeyRing::start(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        master_key,
+        policy,
+        issuer_url.clone(),
+    )
+    .await?;
+    let passwords = PasswordHasher::new(
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        PASSWORD_QUEUE_WAIT,
+    );
+    let issuer = Issuer::start(
+        Arc::clone(&store),
+        clock,
+        Arc::new(keys),
+        config.tokens,
+        passwords,
+        issuer_url,
+    )
+    .await?;
+    Ok((Arc::new(issuer), store))
 }
 
 /// The signing-key rules the settings describe.

@@ -11,6 +11,7 @@ use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretBox};
 
 pub mod keys;
+pub mod secrets;
 
 /// Fills a buffer from the operating system's CSPRNG.
 ///

@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::crypto::MasterKey;
 use crate::crypto::keys::{self, JwsRejection, KeyError, Signer, Verifier};
 use crate::model::{KeyState, NewSigningKey, SigningAlg, SigningKey};
-use crate::store::{ChangeListener, Store, StoreError, topic};
+use crate::store::{Store, StoreError, topic};
 
 /// Tolerated clock difference between instances, for `iat`/`nbf` and for how long a retired
 /// key stays published after the last token it signed could expire.
@@ -226,19 +226,21 @@ impl KeyRing {
     }
 
     async fn keys_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .store
-            .change_versions()
-            .await?
-            .into_iter()
-            .find(|(t, _)| t == topic::KEYS)
-            .map_or(0, |(_, v)| v))
+        Ok(super::feed_version(
+            &self.store.change_versions().await?,
+            topic::KEYS,
+        ))
     }
 
     /// Reloads if the feed moved or a retired key's window closed. Returns whether it did.
     pub async fn sync(&self) -> Result<bool, KeyRingError> {
-        let current = self.snapshot();
         let version = self.keys_version().await?;
+        self.sync_to(version).await
+    }
+
+    /// As [`Self::sync`], with the feed version already read.
+    pub async fn sync_to(&self, version: i64) -> Result<bool, KeyRingError> {
+        let current = self.snapshot();
         let window_closed = current.rebuild_at.is_some_and(|at| self.clock.now() >= at);
         if version != current.version || window_closed {
             self.reload().await?;
@@ -350,54 +352,6 @@ impl KeyRing {
             return Err(Rejection::NotYetValid);
         }
         Ok(claims)
-    }
-}
-
-/// How often each instance checks the change feed even without a notification: the bound on
-/// how stale its keys can be after a lost LISTEN connection.
-pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
-
-impl KeyRing {
-    /// Keeps this instance's keys current and rotates them when due, until aborted. A NOTIFY
-    /// from any instance triggers a check at once; the periodic check covers lost notifications
-    /// and databases without them (SQLite, changed by the CLI).
-    pub async fn run_sync(self: Arc<Self>) {
-        let mut listener: Option<Box<dyn ChangeListener>> = None;
-        let mut notifications_supported = true;
-        let mut ticker = tokio::time::interval(SYNC_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            if listener.is_none() && notifications_supported {
-                match self.store.change_listener().await {
-                    Ok(Some(l)) => listener = Some(l),
-                    Ok(None) => notifications_supported = false,
-                    Err(error) => tracing::debug!(%error, "change listener unavailable; polling"),
-                }
-            }
-            tokio::select! {
-                _ = ticker.tick() => {}
-                received = next_notification(&mut listener) => {
-                    if received.is_err() {
-                        listener = None;
-                    }
-                }
-            }
-            if let Err(error) = self.sync().await {
-                tracing::warn!(%error, "could not refresh signing keys");
-            }
-            if let Err(error) = self.rotate_if_due().await {
-                tracing::warn!(%error, "automatic key rotation failed");
-            }
-        }
-    }
-}
-
-async fn next_notification(
-    listener: &mut Option<Box<dyn ChangeListener>>,
-) -> Result<String, StoreError> {
-    match listener {
-        Some(listener) => listener.recv().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1,26 +1,76 @@
 //! The use cases, named in OAuth terms, and their errors (RFC 6749 §5.2 codes). Uses: store, crypto, clock, model.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::store::{Store, StoreError};
+use crate::config::TokenPolicy;
+use crate::store::{ChangeListener, Store, StoreError, topic};
 
+pub mod admin;
+pub mod clients;
 pub mod keys;
+pub mod passwords;
+pub mod throttle;
+pub mod token;
 
+pub use clients::{AuthMethod, ClientCredentials, ClientRegistry};
 pub use keys::KeyRing;
+
+use passwords::PasswordHasher;
+use throttle::Throttle;
 
 /// How long a readiness probe waits for the database before calling it unavailable.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often each instance checks the change feed even without a notification: the bound on
+/// how stale its keys and clients can be after a lost LISTEN connection.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Errors in the vocabulary of the specifications; `http::ApiError` maps each to its response.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Missing, repeated or malformed parameter; the text names it (never its value).
+    #[error("invalid_request: {0}")]
+    InvalidRequest(Cow<'static, str>),
+    #[error("invalid_client")]
+    InvalidClient,
+    #[error("invalid_grant")]
+    InvalidGrant,
+    #[error("invalid_scope")]
+    InvalidScope,
+    /// RFC 8707 §2: the requested resource or audience is not allowed.
+    #[error("invalid_target")]
+    InvalidTarget,
+    #[error("unauthorized_client")]
+    UnauthorizedClient,
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    /// Authenticated, but not allowed to do this (an admin or introspection endpoint).
+    #[error("access_denied")]
+    AccessDenied,
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(Cow<'static, str>),
+    /// Too many failed attempts for this username or client.
+    #[error("throttled")]
+    Throttled { retry_after_seconds: u64 },
+    /// The password-hashing queue is full: retry shortly.
+    #[error("busy")]
+    Busy,
     /// RFC 6749 §5.2 leaves server trouble to 5xx; we answer 503 so clients retry later.
     #[error("temporarily_unavailable")]
     TemporarilyUnavailable,
     #[error(transparent)]
     Internal(StoreError),
+}
+
+impl Error {
+    pub fn invalid_request(text: impl Into<Cow<'static, str>>) -> Self {
+        Self::InvalidRequest(text.into())
+    }
 }
 
 impl From<StoreError> for Error {
@@ -33,27 +83,61 @@ impl From<StoreError> for Error {
     }
 }
 
+impl From<keys::KeyRingError> for Error {
+    fn from(error: keys::KeyRingError) -> Self {
+        use keys::KeyRingError as K;
+        match error {
+            K::Store(e) => e.into(),
+            K::NoActiveKey => Self::TemporarilyUnavailable,
+            K::UnknownKey => Self::NotFound("signing key"),
+            K::Conflict => Self::Conflict("the key set changed meanwhile; retry".into()),
+            e @ K::NextKeyTooNew { .. } => Self::Conflict(e.to_string().into()),
+            e @ (K::WrongMasterKey | K::Key(_)) => {
+                tracing::error!(error = %e, "signing key failure");
+                Self::Internal(StoreError::Other {
+                    kind: "signing key",
+                })
+            }
+        }
+    }
+}
+
 /// The token issuer: every use case hangs off it.
 pub struct Issuer {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     keys: Arc<KeyRing>,
+    clients: ClientRegistry,
+    throttle: Throttle,
+    passwords: PasswordHasher,
+    policy: TokenPolicy,
     issuer: String,
 }
 
 impl Issuer {
-    pub fn new(
+    /// Loads the client registry; the key ring is started by the caller.
+    pub async fn start(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         keys: Arc<KeyRing>,
+        policy: TokenPolicy,
+        passwords: PasswordHasher,
         issuer: String,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, Error> {
+        let version = feed_version(&store.change_versions().await?, topic::CLIENTS);
+        let clients = ClientRegistry::load(store.as_ref(), version).await?;
+        let throttle = Throttle::new(Arc::clone(&store), Arc::clone(&clock));
+        throttle.refresh().await?;
+        Ok(Self {
             store,
             clock,
             keys,
+            clients,
+            throttle,
+            passwords,
+            policy,
             issuer,
-        }
+        })
     }
 
     pub fn keys(&self) -> &Arc<KeyRing> {
@@ -90,4 +174,66 @@ impl Issuer {
             }
         }
     }
+
+    /// One pass of the change feed: reload what moved, refresh the throttle mirror, rotate
+    /// the signing key when due.
+    pub async fn sync(&self) -> Result<(), Error> {
+        let versions = self.store.change_versions().await?;
+        let clients = feed_version(&versions, topic::CLIENTS);
+        if clients != self.clients.version() {
+            self.clients.reload(self.store.as_ref(), clients).await?;
+        }
+        self.keys
+            .sync_to(feed_version(&versions, topic::KEYS))
+            .await?;
+        self.throttle.refresh().await?;
+        self.keys.rotate_if_due().await?;
+        Ok(())
+    }
+
+    /// Keeps this instance current until aborted. A NOTIFY from any instance triggers a pass
+    /// at once; the periodic pass covers lost notifications and databases without them
+    /// (SQLite, changed by the CLI). Bound: [`SYNC_INTERVAL`] plus one reload.
+    pub async fn run_sync(self: Arc<Self>) {
+        let mut listener: Option<Box<dyn ChangeListener>> = None;
+        let mut notifications_supported = true;
+        let mut ticker = tokio::time::interval(SYNC_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            if listener.is_none() && notifications_supported {
+                match self.store.change_listener().await {
+                    Ok(Some(l)) => listener = Some(l),
+                    Ok(None) => notifications_supported = false,
+                    Err(error) => tracing::debug!(%error, "change listener unavailable; polling"),
+                }
+            }
+            tokio::select! {
+                _ = ticker.tick() => {}
+                received = next_notification(&mut listener) => {
+                    if received.is_err() {
+                        listener = None;
+                    }
+                }
+            }
+            if let Err(error) = self.sync().await {
+                tracing::warn!(%error, "could not refresh from the change feed");
+            }
+        }
+    }
+}
+
+async fn next_notification(
+    listener: &mut Option<Box<dyn ChangeListener>>,
+) -> Result<String, StoreError> {
+    match listener {
+        Some(listener) => listener.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) fn feed_version(versions: &[(String, i64)], topic: &str) -> i64 {
+    versions
+        .iter()
+        .find(|(t, _)| t == topic)
+        .map_or(0, |(_, v)| *v)
 }

@@ -18,6 +18,9 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     description: Cow<'static, str>,
+    retry_after: Option<u64>,
+    /// RFC 6749 §5.2: a 401 after HTTP Basic was tried carries a challenge.
+    basic_challenge: bool,
 }
 
 #[derive(Serialize)]
@@ -36,7 +39,23 @@ impl ApiError {
             status,
             code,
             description: description.into(),
+            retry_after: None,
+            basic_challenge: false,
         }
+    }
+
+    /// Adds `WWW-Authenticate: Basic realm="tessera"` to a 401.
+    pub fn with_basic_challenge(mut self, basic_was_tried: bool) -> Self {
+        self.basic_challenge = basic_was_tried && self.status == StatusCode::UNAUTHORIZED;
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     pub fn not_found() -> Self {
@@ -82,10 +101,19 @@ impl IntoResponse for ApiError {
             error_description: &self.description,
         };
         let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        if self.basic_challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tessera\""),
             );
         }
         response
@@ -94,11 +122,61 @@ impl IntoResponse for ApiError {
 
 impl From<domain::Error> for ApiError {
     fn from(error: domain::Error) -> Self {
+        use domain::Error as E;
+        let bad = |code, text: &'static str| Self::new(StatusCode::BAD_REQUEST, code, text);
         match error {
-            domain::Error::TemporarilyUnavailable => {
+            E::InvalidRequest(text) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", text),
+            E::InvalidClient => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            ),
+            E::InvalidGrant => bad(
+                "invalid_grant",
+                "the grant is invalid, expired or revoked, or the credentials are wrong",
+            ),
+            E::InvalidScope => bad(
+                "invalid_scope",
+                "the requested scope is not allowed for this client",
+            ),
+            E::InvalidTarget => bad(
+                "invalid_target",
+                "the requested audience is not allowed for this client",
+            ),
+            E::UnauthorizedClient => bad(
+                "unauthorized_client",
+                "this client may not use this grant type",
+            ),
+            E::UnsupportedGrantType => bad(
+                "unsupported_grant_type",
+                "supported: client_credentials, password, refresh_token",
+            ),
+            E::AccessDenied => Self::new(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "this client is not allowed to do that",
+            ),
+            E::NotFound(what) => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such {what}"),
+            ),
+            E::Conflict(text) => Self::new(StatusCode::CONFLICT, "conflict", text),
+            E::Throttled {
+                retry_after_seconds,
+            } => Self {
+                retry_after: Some(retry_after_seconds),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "slow_down",
+                    "too many failed attempts; retry later",
+                )
+            },
+            E::Busy => Self::temporarily_unavailable("too many logins at once; retry shortly"),
+            E::TemporarilyUnavailable => {
                 Self::temporarily_unavailable("the database is not answering; try again shortly")
             }
-            domain::Error::Internal(source) => {
+            E::Internal(source) => {
                 // Logged once, here; the client learns nothing about the inside.
                 tracing::error!(error = %source, "internal error");
                 Self::new(

@@ -1,6 +1,5 @@
-//! Authorization server metadata (RFC 8414), rendered once at start-up. It lists only what this build serves. Uses: nothing.
+//! Authorization server metadata (RFC 8414): only what this build serves; `scopes_supported` follows the registered clients. Uses: domain.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -8,39 +7,37 @@ use serde::Serialize;
 
 use super::AppState;
 
-pub struct Document {
-    json: Bytes,
-}
-
 #[derive(Serialize)]
 struct Metadata<'a> {
     issuer: &'a str,
+    token_endpoint: String,
     jwks_uri: String,
     /// REQUIRED by RFC 8414 §2; Tessera has no authorization endpoint, so none.
     response_types_supported: [&'a str; 0],
     /// Omitting it would mean "authorization_code and implicit" (RFC 8414 §2).
-    grant_types_supported: [&'a str; 0],
+    grant_types_supported: [&'a str; 2],
+    token_endpoint_auth_methods_supported: [&'a str; 3],
+    scopes_supported: Vec<String>,
 }
 
-impl Document {
-    pub fn new(issuer: &str) -> Self {
-        let metadata = Metadata {
-            issuer,
-            jwks_uri: format!("{issuer}/.well-known/jwks.json"),
-            response_types_supported: [],
-            grant_types_supported: [],
-        };
-        let json = serde_json::to_vec(&metadata).expect("metadata serialises");
-        Self { json: json.into() }
-    }
-}
-
-pub async fn get(State(app): State<AppState>) -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
+pub async fn get(State(app): State<AppState>) -> axum::response::Response {
+    let issuer = app.issuer.issuer();
+    let metadata = Metadata {
+        issuer,
+        token_endpoint: format!("{issuer}/token"),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        response_types_supported: [],
+        grant_types_supported: ["client_credentials", "password"],
+        token_endpoint_auth_methods_supported: [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
         ],
-        app.metadata.json.clone(),
+        scopes_supported: app.issuer.registry().scopes(),
+    };
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(metadata),
     )
+        .into_response()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, Request, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, patch, post};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -21,10 +21,14 @@ use tracing::Level;
 
 use crate::domain::Issuer;
 
+mod admin;
+mod auth;
 mod error;
+mod form;
 mod health;
 mod jwks;
 mod metadata;
+mod token;
 
 pub use error::ApiError;
 
@@ -37,20 +41,17 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone)]
 pub struct AppState {
     pub issuer: Arc<Issuer>,
-    metadata: Arc<metadata::Document>,
     /// `Cache-Control` of the JWKS, rendered once.
     jwks_cache_control: axum::http::HeaderValue,
 }
 
 impl AppState {
     pub fn new(issuer: Arc<Issuer>, jwks_max_age: Duration) -> Self {
-        let metadata = Arc::new(metadata::Document::new(issuer.issuer()));
         let jwks_cache_control = format!("public, max-age={}", jwks_max_age.as_secs())
             .parse()
             .expect("a valid header value");
         Self {
             issuer,
-            metadata,
             jwks_cache_control,
         }
     }
@@ -87,6 +88,17 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             get(metadata::get),
         )
         .route("/.well-known/jwks.json", get(jwks::get))
+        .route("/token", post(token::post))
+        .route("/admin/clients", post(admin::create_client))
+        .route("/admin/clients/{client_id}", get(admin::get_client))
+        .route(
+            "/admin/clients/{client_id}/secret",
+            post(admin::rotate_client_secret),
+        )
+        .route("/admin/users", post(admin::create_user))
+        .route("/admin/users/{user_id}", patch(admin::update_user))
+        .route("/admin/keys", get(admin::list_keys))
+        .route("/admin/keys/rotate", post(admin::rotate_keys))
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
         .layer(layers)

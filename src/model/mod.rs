@@ -116,3 +116,89 @@ pub struct NewSigningKey {
     pub public_jwk: String,
     pub private_key_ciphertext: Vec<u8>,
 }
+
+/// The grants Tessera implements (RFC 6749 §4.3, §4.4, §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrantType {
+    ClientCredentials,
+    Password,
+    RefreshToken,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 3] = [Self::ClientCredentials, Self::Password, Self::RefreshToken];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientCredentials => "client_credentials",
+            Self::Password => "password",
+            Self::RefreshToken => "refresh_token",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+/// How a client proves who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSecretHash {
+    /// A public client: no secret (RFC 6749 §2.1).
+    None,
+    /// SHA-256 of a server-generated `tss_` secret.
+    Digest([u8; 32]),
+    /// argon2id PHC string of an operator-chosen secret (the configured bootstrap admin).
+    Phc(String),
+}
+
+/// A registered client (RFC 6749 §2).
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub name: Option<String>,
+    pub secret: ClientSecretHash,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub is_admin: bool,
+    pub can_introspect: bool,
+    pub disabled: bool,
+    pub created_at: time::OffsetDateTime,
+    pub updated_at: time::OffsetDateTime,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret == ClientSecretHash::None
+    }
+
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+/// A user who logs in with the password grant; `user_id` is the `sub` of their tokens.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub user_id: uuid::Uuid,
+    pub username: String,
+    /// NFKC + case fold of the username: one account per visual name.
+    pub username_key: String,
+    pub password_phc: String,
+    pub disabled: bool,
+    pub created_at: time::OffsetDateTime,
+    pub updated_at: time::OffsetDateTime,
+}
+
+/// A login session: the family of refresh tokens descended from one password login. Its id is
+/// the `sid` claim.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub session_id: uuid::Uuid,
+    pub client_id: String,
+    pub user_id: uuid::Uuid,
+    pub scope: String,
+    pub created_at: time::OffsetDateTime,
+    pub expires_at: time::OffsetDateTime,
+}

@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::model::{KeyState, NewSigningKey, SigningKey};
+use crate::model::{
+    Client, ClientSecretHash, GrantType, KeyState, NewSigningKey, Session, SigningKey, User,
+};
 
 mod postgres;
 mod sqlite;
@@ -86,6 +88,68 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Option<KeyState>, StoreError>;
 
+    /// Every client, for the in-memory registry.
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+
+    async fn find_client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
+
+    /// Registers a client; [`StoreError::Conflict`] if the id is taken. Announced on the feed.
+    async fn add_client(&self, client: &Client) -> Result<(), StoreError>;
+
+    /// Replaces a client's secret (the old one stops working at once); `false` for an unknown
+    /// client. Announced on the feed.
+    async fn update_client_secret(
+        &self,
+        client_id: &str,
+        secret: &ClientSecretHash,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Registers a user; [`StoreError::Conflict`] if the normalised username is taken.
+    async fn add_user(&self, user: &User) -> Result<(), StoreError>;
+
+    async fn find_user(&self, user_id: uuid::Uuid) -> Result<Option<User>, StoreError>;
+
+    async fn find_user_by_username_key(
+        &self,
+        username_key: &str,
+    ) -> Result<Option<User>, StoreError>;
+
+    /// Changes a user. Disabling revokes every live session of the user in the same
+    /// transaction. `None` for an unknown user.
+    async fn update_user(
+        &self,
+        user_id: uuid::Uuid,
+        disabled: Option<bool>,
+        password_phc: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError>;
+
+    async fn add_session(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// Until when `key` is blocked, if it is.
+    async fn find_throttle(&self, key: &[u8; 32]) -> Result<Option<OffsetDateTime>, StoreError>;
+
+    /// Counts a failure for `key` within `window` of the first one, and returns the count.
+    async fn record_failure(
+        &self,
+        key: &[u8; 32],
+        now: OffsetDateTime,
+        window: std::time::Duration,
+    ) -> Result<u32, StoreError>;
+
+    async fn block(&self, key: &[u8; 32], until: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// A success forgets past failures.
+    async fn clear_failures(&self, key: &[u8; 32]) -> Result<(), StoreError>;
+
+    /// Every key with failures or a block since `since`, with its block: mirrored in memory,
+    /// so client authentication needs no round trip.
+    async fn list_throttled(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<(Vec<u8>, Option<OffsetDateTime>)>, StoreError>;
+
     /// The change feed: a version per topic, bumped by every write to the topic.
     async fn change_versions(&self) -> Result<Vec<(String, i64)>, StoreError>;
 
@@ -103,6 +167,7 @@ pub trait ChangeListener: Send {
 /// The change-feed topics.
 pub mod topic {
     pub const KEYS: &str = "keys";
+    pub const CLIENTS: &str = "clients";
 }
 
 /// The NOTIFY channel of the change feed.
@@ -128,6 +193,9 @@ pub enum StoreError {
     /// Callers map this to 503 `temporarily_unavailable`; nothing was changed.
     #[error("database unavailable ({kind})")]
     Unavailable { kind: &'static str },
+    /// A unique constraint refused the write (a duplicate id or name).
+    #[error("conflict")]
+    Conflict,
     #[error("database error (code {code})")]
     Database { code: String },
     #[error("database error ({kind})")]
@@ -184,6 +252,10 @@ impl From<sqlx::Error> for StoreError {
                 // primary code.
                 let sqlite_busy = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
                     && code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+                // 23505: PostgreSQL unique_violation; 2067 and 1555: SQLite UNIQUE and PRIMARY KEY.
+                if matches!(code.as_str(), "23505" | "2067" | "1555") {
+                    return Self::Conflict;
+                }
                 if sqlite_busy || is_unavailable_code(&code) {
                     Self::Unavailable {
                         kind: "server refused",
@@ -225,4 +297,48 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreErr
             Arc::new(SqliteStore::connect(options, path, config).await?)
         }
     })
+}
+
+/// The stored form of a client's secret: (digest, PHC string).
+fn secret_columns(secret: &ClientSecretHash) -> (Option<Vec<u8>>, Option<String>) {
+    match secret {
+        ClientSecretHash::None => (None, None),
+        ClientSecretHash::Digest(digest) => (Some(digest.to_vec()), None),
+        ClientSecretHash::Phc(phc) => (None, Some(phc.clone())),
+    }
+}
+
+fn secret_from_columns(
+    digest: Option<Vec<u8>>,
+    phc: Option<String>,
+) -> Result<ClientSecretHash, StoreError> {
+    match (digest, phc) {
+        (None, None) => Ok(ClientSecretHash::None),
+        (Some(digest), None) => digest
+            .try_into()
+            .map(ClientSecretHash::Digest)
+            .map_err(|_| StoreError::Other { kind: "decode" }),
+        (None, Some(phc)) => Ok(ClientSecretHash::Phc(phc)),
+        (Some(_), Some(_)) => Err(StoreError::Other { kind: "decode" }),
+    }
+}
+
+fn json_list(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|_| StoreError::Other { kind: "decode" })
+}
+
+fn grant_list(text: &str) -> Result<Vec<GrantType>, StoreError> {
+    json_list(text)?
+        .iter()
+        .map(|g| GrantType::parse(g).ok_or(StoreError::Other { kind: "decode" }))
+        .collect()
+}
+
+fn grant_json(grants: &[GrantType]) -> String {
+    serde_json::to_string(&grants.iter().map(|g| g.as_str()).collect::<Vec<_>>())
+        .expect("strings serialise")
+}
+
+fn list_json(items: &[String]) -> String {
+    serde_json::to_string(items).expect("strings serialise")
 }

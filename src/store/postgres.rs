@@ -6,10 +6,77 @@ use sqlx::{ConnectOptions, Postgres, Transaction, migrate::Migrator};
 use time::OffsetDateTime;
 
 use super::{
-    Backend, CHANGE_CHANNEL, ChangeListener, Store, StoreError, decode_key_columns, topic,
+    Backend, CHANGE_CHANNEL, ChangeListener, Store, StoreError, decode_key_columns, grant_json,
+    grant_list, json_list, list_json, secret_columns, secret_from_columns, topic,
 };
 use crate::config::DatabaseConfig;
-use crate::model::{KeyState, NewSigningKey, SigningKey};
+use crate::model::{Client, ClientSecretHash, KeyState, NewSigningKey, Session, SigningKey, User};
+
+const CLIENT_COLUMNS: &str = "client_id, name, secret_digest, secret_phc, grant_types::text as grant_types,
+    scopes::text as scopes, audiences::text as audiences, is_admin, can_introspect, disabled, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "user_id, username, username_key, password_phc, disabled, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    client_id: String,
+    name: Option<String>,
+    secret_digest: Option<Vec<u8>>,
+    secret_phc: Option<String>,
+    grant_types: String,
+    scopes: String,
+    audiences: String,
+    is_admin: bool,
+    can_introspect: bool,
+    disabled: bool,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+
+    fn try_from(row: ClientRow) -> Result<Self, StoreError> {
+        Ok(Client {
+            client_id: row.client_id,
+            name: row.name,
+            secret: secret_from_columns(row.secret_digest, row.secret_phc)?,
+            grant_types: grant_list(&row.grant_types)?,
+            scopes: json_list(&row.scopes)?,
+            audiences: json_list(&row.audiences)?,
+            is_admin: row.is_admin,
+            can_introspect: row.can_introspect,
+            disabled: row.disabled,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    user_id: uuid::Uuid,
+    username: String,
+    username_key: String,
+    password_phc: String,
+    disabled: bool,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User {
+            user_id: row.user_id,
+            username: row.username,
+            username_key: row.username_key,
+            password_phc: row.password_phc,
+            disabled: row.disabled,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
 
 /// Serialises signing-key changes across instances (pg_advisory_xact_lock).
 const KEY_LOCK: i64 = 0x7465_7373_6b65_7973; // "tesskeys"
@@ -305,6 +372,230 @@ impl Store for PgStore {
         announce(&mut tx, topic::KEYS, now).await?;
         tx.commit().await?;
         Ok(Some(state))
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        sqlx::query_as::<_, ClientRow>(&format!("select {CLIENT_COLUMNS} from client"))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(Client::try_from)
+            .collect()
+    }
+
+    async fn find_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        sqlx::query_as::<_, ClientRow>(&format!(
+            "select {CLIENT_COLUMNS} from client where client_id = $1"
+        ))
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Client::try_from)
+        .transpose()
+    }
+
+    async fn add_client(&self, client: &Client) -> Result<(), StoreError> {
+        let (digest, phc) = secret_columns(&client.secret);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "insert into client (client_id, name, is_public, secret_digest, secret_phc, grant_types, scopes,
+                                 audiences, is_admin, can_introspect, disabled, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $12)",
+        )
+        .bind(&client.client_id)
+        .bind(&client.name)
+        .bind(client.is_public())
+        .bind(digest)
+        .bind(phc)
+        .bind(grant_json(&client.grant_types))
+        .bind(list_json(&client.scopes))
+        .bind(list_json(&client.audiences))
+        .bind(client.is_admin)
+        .bind(client.can_introspect)
+        .bind(client.disabled)
+        .bind(client.created_at)
+        .execute(&mut *tx)
+        .await?;
+        announce(&mut tx, topic::CLIENTS, client.created_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_client_secret(
+        &self,
+        client_id: &str,
+        secret: &ClientSecretHash,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let (digest, phc) = secret_columns(secret);
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "update client set secret_digest = $2, secret_phc = $3, secret_rotated_at = $4, updated_at = $4
+             where client_id = $1 and not is_public",
+        )
+        .bind(client_id)
+        .bind(digest)
+        .bind(phc)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        announce(&mut tx, topic::CLIENTS, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn add_user(&self, user: &User) -> Result<(), StoreError> {
+        sqlx::query(
+            "insert into user_account (user_id, username, username_key, password_phc, disabled, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(user.user_id)
+        .bind(&user.username)
+        .bind(&user.username_key)
+        .bind(&user.password_phc)
+        .bind(user.disabled)
+        .bind(user.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_user(&self, user_id: uuid::Uuid) -> Result<Option<User>, StoreError> {
+        Ok(sqlx::query_as::<_, UserRow>(&format!(
+            "select {USER_COLUMNS} from user_account where user_id = $1"
+        ))
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(User::from))
+    }
+
+    async fn find_user_by_username_key(
+        &self,
+        username_key: &str,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(sqlx::query_as::<_, UserRow>(&format!(
+            "select {USER_COLUMNS} from user_account where username_key = $1"
+        ))
+        .bind(username_key)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(User::from))
+    }
+
+    async fn update_user(
+        &self,
+        user_id: uuid::Uuid,
+        disabled: Option<bool>,
+        password_phc: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let user = sqlx::query_as::<_, UserRow>(&format!(
+            "update user_account set disabled = coalesce($2, disabled), password_phc = coalesce($3, password_phc),
+                                     updated_at = $4
+             where user_id = $1 returning {USER_COLUMNS}"
+        ))
+        .bind(user_id)
+        .bind(disabled)
+        .bind(password_phc)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(user) = user else { return Ok(None) };
+        if disabled == Some(true) {
+            sqlx::query(
+                "update session set revoked_at = $2, revoked_reason = 'user_disabled'
+                 where user_id = $1 and revoked_at is null",
+            )
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(user.into()))
+    }
+
+    async fn add_session(&self, session: &Session) -> Result<(), StoreError> {
+        sqlx::query(
+            "insert into session (session_id, client_id, user_id, scope, created_at, expires_at)
+             values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(session.session_id)
+        .bind(&session.client_id)
+        .bind(session.user_id)
+        .bind(&session.scope)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_throttle(&self, key: &[u8; 32]) -> Result<Option<OffsetDateTime>, StoreError> {
+        Ok(sqlx::query_scalar::<_, Option<OffsetDateTime>>(
+            "select blocked_until from login_throttle where throttle_key = $1",
+        )
+        .bind(&key[..])
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
+    }
+
+    async fn record_failure(
+        &self,
+        key: &[u8; 32],
+        now: OffsetDateTime,
+        window: std::time::Duration,
+    ) -> Result<u32, StoreError> {
+        let window_opened_after = now - window;
+        let failures: i32 = sqlx::query_scalar(
+            "insert into login_throttle (throttle_key, failures, window_start) values ($1, 1, $2)
+             on conflict (throttle_key) do update set
+                failures = case when login_throttle.window_start < $3 then 1 else login_throttle.failures + 1 end,
+                window_start = case when login_throttle.window_start < $3 then $2 else login_throttle.window_start end
+             returning failures",
+        )
+        .bind(&key[..])
+        .bind(now)
+        .bind(window_opened_after)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(failures.max(0) as u32)
+    }
+
+    async fn block(&self, key: &[u8; 32], until: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query("update login_throttle set blocked_until = $2 where throttle_key = $1")
+            .bind(&key[..])
+            .bind(until)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn clear_failures(&self, key: &[u8; 32]) -> Result<(), StoreError> {
+        sqlx::query("delete from login_throttle where throttle_key = $1")
+            .bind(&key[..])
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_throttled(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<(Vec<u8>, Option<OffsetDateTime>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "select throttle_key, blocked_until from login_throttle where window_start >= $1 or blocked_until >= $1",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn change_versions(&self) -> Result<Vec<(String, i64)>, StoreError> {

@@ -1,0 +1,312 @@
+//! Administration: clients, users and signing keys, as the admin API and the CLI use them. Uses: store, crypto, clock, model.
+
+use std::sync::Arc;
+
+use super::token::{is_scope_token, username_key};
+use super::{Error, Issuer};
+use crate::crypto::keys::base64url;
+use crate::crypto::random_bytes;
+use crate::crypto::secrets::ClientSecret;
+use crate::model::{Client, ClientSecretHash, GrantType, User};
+use crate::store::StoreError;
+
+/// What an admin asks for when registering a client (CONTRACT: POST /admin/clients).
+#[derive(Debug, Clone, Default)]
+pub struct NewClient {
+    pub client_id: Option<String>,
+    pub name: Option<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub public: bool,
+    pub admin: bool,
+    pub introspect: bool,
+}
+
+/// Shortest password accepted (CONTRACT: POST /admin/users); longest, to bound hashing work.
+const MIN_PASSWORD_CHARS: usize = 8;
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+fn field(name: &'static str, message: &str) -> Error {
+    Error::invalid_request(format!("{name}: {message}"))
+}
+
+/// Client ids travel in forms and Basic credentials: RFC 3986 unreserved characters only.
+fn valid_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+impl Issuer {
+    /// Registers a client; a confidential one gets a generated secret, returned once.
+    pub async fn create_client(
+        &self,
+        request: NewClient,
+    ) -> Result<(Client, Option<ClientSecret>), Error> {
+        let client_id = match request.client_id {
+            Some(id) if valid_client_id(&id) => id,
+            Some(_) => {
+                return Err(field(
+                    "client_id",
+                    "1 to 128 characters of A-Z a-z 0-9 - . _ ~",
+                ));
+            }
+            None => format!("cl_{}", base64url(&random_bytes::<12>())),
+        };
+        if request
+            .name
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > 200)
+        {
+            return Err(field("name", "at most 200 characters"));
+        }
+        let mut grant_types = Vec::new();
+        for grant in &request.grant_types {
+            let parsed = GrantType::parse(grant).ok_or_else(|| {
+                field(
+                    "grant_types",
+                    "each must be client_credentials, password or refresh_token",
+                )
+            })?;
+            if !grant_types.contains(&parsed) {
+                grant_types.push(parsed);
+            }
+        }
+        if grant_types.is_empty() {
+            return Err(field("grant_types", "at least one grant type is required"));
+        }
+        if request.public && grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(field(
+                "grant_types",
+                "a public client cannot use client_credentials",
+            ));
+        }
+        if request.public && request.admin {
+            return Err(field("admin", "an admin client must be confidential"));
+        }
+        if request.scopes.iter().any(|s| !is_scope_token(s)) {
+            return Err(field(
+                "scopes",
+                "each must be a scope token (RFC 6749 §3.3): printable ASCII without spaces, quotes or backslashes",
+            ));
+        }
+        if request.audiences.is_empty() {
+            return Err(field("audiences", "at least one audience is required"));
+        }
+        if request
+            .audiences
+            .iter()
+            .any(|a| a.is_empty() || a.len() > 512 || a.chars().any(char::is_whitespace))
+        {
+            return Err(field(
+                "audiences",
+                "each must be 1 to 512 characters without spaces",
+            ));
+        }
+        let secret = (!request.public).then(ClientSecret::generate);
+        let now = self.clock.now();
+        let client = Client {
+            client_id,
+            name: request.name,
+            secret: secret.as_ref().map_or(ClientSecretHash::None, |s| {
+                ClientSecretHash::Digest(s.digest())
+            }),
+            grant_types,
+            scopes: dedup(request.scopes),
+            audiences: dedup(request.audiences),
+            is_admin: request.admin,
+            can_introspect: request.introspect,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.add_client(&client).await.map_err(|e| match e {
+            StoreError::Conflict => Error::Conflict("a client with this client_id exists".into()),
+            other => other.into(),
+        })?;
+        self.sync().await?;
+        tracing::info!(client_id = %client.client_id, admin = client.is_admin, "client created");
+        Ok((client, secret))
+    }
+
+    pub async fn client(&self, client_id: &str) -> Result<Client, Error> {
+        self.store
+            .find_client(client_id)
+            .await?
+            .ok_or(Error::NotFound("client"))
+    }
+
+    /// A new secret; the old one stops working at once, on every instance within the feed bound.
+    pub async fn rotate_client_secret(&self, client_id: &str) -> Result<ClientSecret, Error> {
+        let client = self.client(client_id).await?;
+        if client.is_public() {
+            return Err(Error::invalid_request("a public client has no secret"));
+        }
+        let secret = ClientSecret::generate();
+        let digest = ClientSecretHash::Digest(secret.digest());
+        if !self
+            .store
+            .update_client_secret(client_id, &digest, self.clock.now())
+            .await?
+        {
+            return Err(Error::NotFound("client"));
+        }
+        self.sync().await?;
+        tracing::info!(%client_id, "client secret rotated");
+        Ok(secret)
+    }
+
+    pub async fn create_user(&self, username: &str, password: &str) -> Result<User, Error> {
+        let username = username.trim();
+        if username.is_empty()
+            || username.chars().count() > 128
+            || username.chars().any(char::is_control)
+        {
+            return Err(field(
+                "username",
+                "1 to 128 characters, no control characters",
+            ));
+        }
+        check_password(password)?;
+        let phc = self.passwords.hash(password).await?;
+        let now = self.clock.now();
+        let user = User {
+            user_id: uuid::Uuid::new_v4(),
+            username: username.to_owned(),
+            username_key: username_key(username),
+            password_phc: phc,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.add_user(&user).await.map_err(|e| match e {
+            StoreError::Conflict => Error::Conflict("this username is taken".into()),
+            other => other.into(),
+        })?;
+        tracing::info!(user_id = %user.user_id, "user created");
+        Ok(user)
+    }
+
+    pub async fn user(&self, user_id: &str) -> Result<User, Error> {
+        let id = uuid::Uuid::parse_str(user_id).map_err(|_| Error::NotFound("user"))?;
+        self.store
+            .find_user(id)
+            .await?
+            .ok_or(Error::NotFound("user"))
+    }
+
+    /// Enables, disables (revoking every session of the user) or sets a new password.
+    pub async fn update_user(
+        &self,
+        user_id: &str,
+        disabled: Option<bool>,
+        password: Option<&str>,
+    ) -> Result<User, Error> {
+        let id = uuid::Uuid::parse_str(user_id).map_err(|_| Error::NotFound("user"))?;
+        let phc = match password {
+            Some(password) => {
+                check_password(password)?;
+                Some(self.passwords.hash(password).await?)
+            }
+            None => None,
+        };
+        let user = self
+            .store
+            .update_user(id, disabled, phc.as_deref(), self.clock.now())
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        tracing::info!(user_id = %user.user_id, disabled = user.disabled, "user updated");
+        Ok(user)
+    }
+
+    /// Finds a user by name (for the CLI).
+    pub async fn user_by_name(&self, username: &str) -> Result<User, Error> {
+        self.store
+            .find_user_by_username_key(&username_key(username))
+            .await?
+            .ok_or(Error::NotFound("user"))
+    }
+
+    /// The configured bootstrap admin is created if missing (its operator-chosen secret is
+    /// hashed with argon2id). With none configured and no admin at all, `generate` creates one
+    /// with a generated secret and returns it, to be shown once.
+    pub async fn ensure_admin(
+        &self,
+        configured: Option<(&str, &str)>,
+        generate: bool,
+    ) -> Result<Option<(String, ClientSecret)>, Error> {
+        if let Some((id, secret)) = configured {
+            if self.clients.get(id).is_some() {
+                return Ok(None);
+            }
+            let phc = self.passwords.hash(secret).await?;
+            let now = self.clock.now();
+            let client = Client {
+                client_id: id.to_owned(),
+                name: Some("bootstrap admin".into()),
+                secret: ClientSecretHash::Phc(phc),
+                grant_types: vec![GrantType::ClientCredentials],
+                scopes: Vec::new(),
+                audiences: vec![self.issuer.clone()],
+                is_admin: true,
+                can_introspect: true,
+                disabled: false,
+                created_at: now,
+                updated_at: now,
+            };
+            match self.store.add_client(&client).await {
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(other) => return Err(other.into()),
+            }
+            self.sync().await?;
+            tracing::info!(client_id = %id, "bootstrap admin client created");
+            return Ok(None);
+        }
+        if !generate || self.clients.any_admin() {
+            return Ok(None);
+        }
+        let (client, secret) = self
+            .create_client(NewClient {
+                client_id: Some("admin".into()),
+                name: Some("generated admin".into()),
+                grant_types: vec!["client_credentials".into()],
+                audiences: vec![self.issuer.clone()],
+                admin: true,
+                introspect: true,
+                ..NewClient::default()
+            })
+            .await?;
+        Ok(secret.map(|s| (client.client_id, s)))
+    }
+
+    pub fn registry(&self) -> &super::ClientRegistry {
+        &self.clients
+    }
+
+    pub fn store(&self) -> &Arc<dyn crate::store::Store> {
+        &self.store
+    }
+}
+
+fn check_password(password: &str) -> Result<(), Error> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(field("password", "at least 8 characters"));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(field("password", "at most 1024 bytes"));
+    }
+    Ok(())
+}
+
+fn dedup(items: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}

@@ -1,0 +1,129 @@
+//! The client registry: every client in memory, reloaded through the change feed, and client authentication (RFC 6749 §2.3) without a database round trip. Uses: store, crypto, model.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::throttle::Subject;
+use super::{Error, Issuer};
+use crate::crypto::secrets::digest_matches;
+use crate::model::{Client, ClientSecretHash};
+use crate::store::{Store, StoreError};
+
+/// How the client presented itself (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `client_secret_basic`: the Authorization header.
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form.
+    Post,
+    /// A public client: `client_id` only.
+    None,
+}
+
+/// Credentials as presented; the secret never prints.
+#[derive(Debug)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub secret: Option<SecretString>,
+    pub method: AuthMethod,
+}
+
+/// Every client by id, as loaded at one feed version.
+type ClientMap = Arc<HashMap<String, Arc<Client>>>;
+
+pub struct ClientRegistry {
+    clients: RwLock<(i64, ClientMap)>,
+}
+
+impl ClientRegistry {
+    pub async fn load(store: &dyn Store, version: i64) -> Result<Self, StoreError> {
+        let registry = Self {
+            clients: RwLock::new((-1, Arc::new(HashMap::new()))),
+        };
+        registry.reload(store, version).await?;
+        Ok(registry)
+    }
+
+    pub fn get(&self, client_id: &str) -> Option<Arc<Client>> {
+        self.clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .get(client_id)
+            .cloned()
+    }
+
+    pub fn version(&self) -> i64 {
+        self.clients.read().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    /// Every scope some client may request, sorted (RFC 8414 `scopes_supported`).
+    pub fn scopes(&self) -> Vec<String> {
+        let clients = Arc::clone(&self.clients.read().unwrap_or_else(|p| p.into_inner()).1);
+        let mut scopes: Vec<String> = clients
+            .values()
+            .flat_map(|c| c.scopes.iter().cloned())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        scopes
+    }
+
+    pub fn any_admin(&self) -> bool {
+        self.clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .values()
+            .any(|c| c.is_admin)
+    }
+
+    /// Loads every client; `version` is the feed version read before the load.
+    pub async fn reload(&self, store: &dyn Store, version: i64) -> Result<(), StoreError> {
+        let clients = store
+            .list_clients()
+            .await?
+            .into_iter()
+            .map(|c| (c.client_id.clone(), Arc::new(c)))
+            .collect();
+        *self.clients.write().unwrap_or_else(|p| p.into_inner()) = (version, Arc::new(clients));
+        Ok(())
+    }
+}
+
+impl Issuer {
+    /// Authenticates a client (RFC 6749 §2.3). Unknown, disabled, wrong secret and a public
+    /// client sending a secret are all `invalid_client`; repeated failures are throttled.
+    #[tracing::instrument(skip_all, fields(client_id = %credentials.client_id))]
+    pub async fn authenticate_client(
+        &self,
+        credentials: &ClientCredentials,
+    ) -> Result<Arc<Client>, Error> {
+        let subject = Subject::Client(&credentials.client_id);
+        self.throttle.check(subject).await?;
+        let Some(client) = self.clients.get(&credentials.client_id) else {
+            return Err(Error::InvalidClient);
+        };
+        let presented = credentials.secret.as_ref().map(|s| s.expose_secret());
+        let valid = match (&client.secret, presented) {
+            (ClientSecretHash::None, None) => true,
+            (ClientSecretHash::Digest(digest), Some(secret)) => digest_matches(secret, digest),
+            (ClientSecretHash::Phc(phc), Some(secret)) => {
+                self.passwords.verify(Some(phc), secret).await?
+            }
+            _ => false,
+        };
+        if !valid {
+            self.throttle.failure(subject).await?;
+            tracing::info!("client authentication failed");
+            return Err(Error::InvalidClient);
+        }
+        if client.disabled {
+            return Err(Error::InvalidClient);
+        }
+        self.throttle.success(subject).await?;
+        Ok(client)
+    }
+}

@@ -1,0 +1,211 @@
+//! The token endpoint's grants: client_credentials (RFC 6749 §4.4) and password (§4.3), with scope (§3.3) and audience (RFC 8707) rules. Uses: store, crypto, clock, model.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
+
+use super::keys::AccessTokenRequest;
+use super::throttle::Subject;
+use super::{Error, Issuer};
+use crate::model::{Client, GrantType, Session};
+
+/// RFC 6749 §5.1.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// The audience a client asks for: RFC 8707 `resource`, or the `audience` parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Target<'a> {
+    pub resource: Option<&'a str>,
+    pub audience: Option<&'a str>,
+}
+
+impl Issuer {
+    /// RFC 6749 §4.4: a confidential client acting for itself; `sub` is the client id, and
+    /// there is no refresh token.
+    #[tracing::instrument(skip_all, fields(client_id = %client.client_id))]
+    pub async fn client_credentials(
+        &self,
+        client: &Client,
+        scope: Option<&str>,
+        target: Target<'_>,
+    ) -> Result<TokenResponse, Error> {
+        if client.is_public() || !client.allows(GrantType::ClientCredentials) {
+            return Err(Error::UnauthorizedClient);
+        }
+        let scope = granted_scope(client, scope)?;
+        let audience = audience(client, target)?;
+        self.issue(client, &client.client_id, audience, &scope, None)
+    }
+
+    /// RFC 6749 §4.3. Unknown user, wrong password and disabled user are the same
+    /// `invalid_grant` after the same work: a throttle check, a lookup, one argon2id
+    /// verification (against a dummy hash when there is no user) and a recorded failure.
+    #[tracing::instrument(skip_all, fields(client_id = %client.client_id))]
+    pub async fn password(
+        &self,
+        client: &Arc<Client>,
+        username: &str,
+        password: &str,
+        scope: Option<&str>,
+        target: Target<'_>,
+    ) -> Result<TokenResponse, Error> {
+        if !client.allows(GrantType::Password) {
+            return Err(Error::UnauthorizedClient);
+        }
+        let scope = granted_scope(client, scope)?;
+        let audience = audience(client, target)?;
+        let key = username_key(username);
+        let subject = Subject::User(&key);
+        self.throttle.check(subject).await?;
+        let user = self.store.find_user_by_username_key(&key).await?;
+        let matches = self
+            .passwords
+            .verify(user.as_ref().map(|u| u.password_phc.as_str()), password)
+            .await?;
+        let user = match user {
+            Some(user) if matches && !user.disabled => user,
+            _ => {
+                self.throttle.failure(subject).await?;
+                tracing::info!("password login failed");
+                return Err(Error::InvalidGrant);
+            }
+        };
+        self.throttle.success(subject).await?;
+        let now = self.clock.now();
+        let session = Session {
+            session_id: uuid::Uuid::new_v4(),
+            client_id: client.client_id.clone(),
+            user_id: user.user_id,
+            scope: scope.clone(),
+            created_at: now,
+            expires_at: now + self.policy.refresh_token_absolute_ttl,
+        };
+        self.store.add_session(&session).await?;
+        let sid = session.session_id.to_string();
+        tracing::info!(session_id = %sid, "session created");
+        self.issue(
+            client,
+            &user.user_id.to_string(),
+            audience,
+            &scope,
+            Some(&sid),
+        )
+    }
+
+    fn issue(
+        &self,
+        client: &Client,
+        subject: &str,
+        audience: &str,
+        scope: &str,
+        session_id: Option<&str>,
+    ) -> Result<TokenResponse, Error> {
+        let minted = self.keys.mint(&AccessTokenRequest {
+            subject,
+            client_id: &client.client_id,
+            audience,
+            scope: Some(scope),
+            session_id,
+        })?;
+        tracing::info!(jti = %minted.claims.jti, sub = %subject, "access token issued");
+        Ok(TokenResponse {
+            access_token: minted.token,
+            token_type: "Bearer",
+            expires_in: self.policy.access_token_ttl.as_secs(),
+            scope: scope.to_owned(),
+            refresh_token: None,
+        })
+    }
+}
+
+/// RFC 6749 §3.3: the requested scope must be a subset of what the client may have; without a
+/// request, everything it may have. Duplicates collapse; order is kept.
+pub fn granted_scope(client: &Client, requested: Option<&str>) -> Result<String, Error> {
+    let Some(requested) = requested else {
+        return Ok(client.scopes.join(" "));
+    };
+    let mut granted: Vec<&str> = Vec::new();
+    for token in requested.split(' ').filter(|t| !t.is_empty()) {
+        if !is_scope_token(token) || !client.scopes.iter().any(|s| s == token) {
+            return Err(Error::InvalidScope);
+        }
+        if !granted.contains(&token) {
+            granted.push(token);
+        }
+    }
+    Ok(granted.join(" "))
+}
+
+/// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+pub fn is_scope_token(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// The requested audience if the client may have it, else its first allowed one.
+fn audience<'a>(client: &'a Client, target: Target<'a>) -> Result<&'a str, Error> {
+    let requested = match (target.resource, target.audience) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid_request(
+                "send resource or audience, not both",
+            ));
+        }
+        (Some(r), None) | (None, Some(r)) => Some(r),
+        (None, None) => None,
+    };
+    match requested {
+        Some(wanted) => client
+            .audiences
+            .iter()
+            .find(|a| *a == wanted)
+            .map(String::as_str)
+            .ok_or(Error::InvalidTarget),
+        None => client
+            .audiences
+            .first()
+            .map(String::as_str)
+            .ok_or(Error::InvalidTarget),
+    }
+}
+
+/// NFKC, then case fold, then NFKC again: names that look the same compare the same
+/// (Unicode's compatibility caseless matching, UAX #15 and §3.13).
+pub fn username_key(username: &str) -> String {
+    use caseless::Caseless;
+    username.trim().nfkc().default_case_fold().nfkc().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visually_equal_usernames_share_a_key() {
+        assert_eq!(username_key("Alice"), username_key("alice"));
+        assert_eq!(username_key("ＡＬＩＣＥ"), username_key("alice"));
+        assert_eq!(username_key("straße"), username_key("STRASSE"));
+        assert_eq!(username_key(" bob "), username_key("bob"));
+        assert_ne!(username_key("alice"), username_key("alicia"));
+    }
+
+    #[test]
+    fn scope_tokens_follow_rfc6749() {
+        assert!(is_scope_token("read:all"));
+        assert!(!is_scope_token("a\"b"));
+        assert!(!is_scope_token("a\\b"));
+        assert!(!is_scope_token("é"));
+        assert!(!is_scope_token(""));
+    }
+}

@@ -1,0 +1,205 @@
+//! The admin API (JSON, HTTP Basic with an admin client): clients, users, signing keys. Uses: domain.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::auth::AdminClient;
+use super::form::JsonBody;
+use super::{ApiError, AppState};
+use crate::domain::admin::NewClient;
+use crate::model::{Client, User};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClient {
+    client_id: Option<String>,
+    name: Option<String>,
+    grant_types: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    introspect: bool,
+}
+
+/// A client as the API shows it: never its secret, only `client_secret` right after creation
+/// or rotation.
+#[derive(Debug, Serialize)]
+pub struct ClientView {
+    client_id: String,
+    name: Option<String>,
+    grant_types: Vec<&'static str>,
+    scopes: Vec<String>,
+    audiences: Vec<String>,
+    public: bool,
+    admin: bool,
+    introspect: bool,
+    disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+impl ClientView {
+    fn new(client: Client, secret: Option<String>) -> Self {
+        Self {
+            public: client.is_public(),
+            grant_types: client.grant_types.iter().map(|g| g.as_str()).collect(),
+            client_id: client.client_id,
+            name: client.name,
+            scopes: client.scopes,
+            audiences: client.audiences,
+            admin: client.is_admin,
+            introspect: client.can_introspect,
+            disabled: client.disabled,
+            created_at: client.created_at,
+            updated_at: client.updated_at,
+            client_secret: secret,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    disabled: Option<bool>,
+    password: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    id: String,
+    username: String,
+    disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+}
+
+impl From<User> for UserView {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.user_id.to_string(),
+            username: user.username,
+            disabled: user.disabled,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+        }
+    }
+}
+
+pub async fn create_client(
+    State(app): State<AppState>,
+    _admin: AdminClient,
+    JsonBody(body): JsonBody<CreateClient>,
+) -> Result<Response, ApiError> {
+    let (client, secret) = app
+        .issuer
+        .create_client(NewClient {
+            client_id: body.client_id,
+            name: body.name,
+            grant_types: body.grant_types,
+            scopes: body.scopes,
+            audiences: body.audiences,
+            public: body.public,
+            admin: body.admin,
+            introspect: body.introspect,
+        })
+        .await?;
+    let view = ClientView::new(client, secret.map(|s| s.expose().to_owned()));
+    Ok((StatusCode::CREATED, no_store(), Json(view)).into_response())
+}
+
+pub async fn get_client(
+    State(app): State<AppState>,
+    _admin: AdminClient,
+    Path(client_id): Path<String>,
+) -> Result<Json<ClientView>, ApiError> {
+    Ok(Json(ClientView::new(
+        app.issuer.client(&client_id).await?,
+        None,
+    )))
+}
+
+pub async fn rotate_client_secret(
+    State(app): State<AppState>,
+    _admin: AdminClient,
+    Path(client_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let secret = app.issuer.rotate_client_secret(&client_id).await?;
+    let body = serde_json::json!({ "client_id": client_id, "client_secret": secret.expose() });
+    Ok((no_store(), Json(body)).into_response())
+}
+
+pub async fn create_user(
+    State(app): State<AppState>,
+    _admin: AdminClient,
+    JsonBody(body): JsonBody<CreateUser>,
+) -> Result<Response, ApiError> {
+    let user = app
+        .issuer
+        .create_user(&body.username, &body.password)
+        .await?;
+    Ok((StatusCode::CREATED, Json(UserView::from(user))).into_response())
+}
+
+pub async fn update_user(
+    State(app): State<AppState>,
+    _admin: AdminClient,
+    Path(user_id): Path<String>,
+    JsonBody(body): JsonBody<UpdateUser>,
+) -> Result<Json<UserView>, ApiError> {
+    let user = app
+        .issuer
+        .update_user(&user_id, body.disabled, body.password.as_deref())
+        .await?;
+    Ok(Json(user.into()))
+}
+
+pub async fn list_keys(
+    State(app): State<AppState>,
+    _admin: AdminClient,
+) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "keys": app.issuer.keys().snapshot().keys }))
+}
+
+pub async fn rotate_keys(
+    State(app): State<AppState>,
+    _admin: AdminClient,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let kid = app
+        .issuer
+        .keys()
+        .rotate(false)
+        .await
+        .map_err(crate::domain::Error::from)?;
+    Ok(Json(serde_json::json!({ "kid": kid })))
+}
+
+/// Responses carrying a secret are never cached.
+fn no_store() -> [(axum::http::HeaderName, &'static str); 2] {
+    [
+        (axum::http::header::CACHE_CONTROL, "no-store"),
+        (axum::http::header::PRAGMA, "no-cache"),
+    ]
+}

@@ -1,0 +1,132 @@
+//! Request bodies: OAuth forms (RFC 6749 §3.2: form-encoded, each parameter at most once, empty means absent) and admin JSON, with errors that name the parameter but never echo a value. Uses: domain.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+use crate::domain::Error;
+
+/// The parameters of a form-encoded body.
+#[derive(Debug, Default)]
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        let mut params = HashMap::new();
+        for (name, value) in url::form_urlencoded::parse(body) {
+            // RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
+            if value.is_empty() {
+                continue;
+            }
+            if params
+                .insert(name.clone().into_owned(), value.into_owned())
+                .is_some()
+            {
+                return Err(Error::invalid_request(format!(
+                    "parameter {} is repeated",
+                    printable(&name)
+                )));
+            }
+        }
+        Ok(Self(params))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn require(&self, name: &'static str) -> Result<&str, Error> {
+        self.get(name)
+            .ok_or_else(|| Error::invalid_request(format!("parameter {name} is missing")))
+    }
+}
+
+/// A parameter name is caller text: keep it short and plain before it reaches an error body.
+fn printable(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(40)
+        .collect()
+}
+
+fn content_type_is(request: &Request, expected: &str) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
+}
+
+/// A form-encoded body (`application/x-www-form-urlencoded`), and nothing else.
+pub struct OAuthForm(pub Params);
+
+impl<S: Send + Sync> FromRequest<S> for OAuthForm {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !content_type_is(&request, "application/x-www-form-urlencoded") {
+            return Err(Error::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            )
+            .into());
+        }
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(
+                    rejection.status(),
+                    "invalid_request",
+                    "the body could not be read",
+                )
+            })?;
+        Ok(Self(Params::parse(&body)?))
+    }
+}
+
+/// A JSON body for the admin API. Errors name a missing or unknown field, never a value.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !content_type_is(&request, "application/json") {
+            return Err(Error::invalid_request("the body must be application/json").into());
+        }
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(
+                    rejection.status(),
+                    "invalid_request",
+                    "the body could not be read",
+                )
+            })?;
+        serde_json::from_slice(&body).map(Self).map_err(|e| {
+            let text = e.to_string();
+            // serde names fields in backquotes; other messages may quote the offending value.
+            let message = if text.starts_with("missing field") || text.starts_with("unknown field")
+            {
+                text.split(", expected")
+                    .next()
+                    .unwrap_or("")
+                    .split(" at line")
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            } else {
+                format!(
+                    "the body is not valid JSON for this endpoint (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            };
+            Error::invalid_request(message).into()
+        })
+    }
+}
