@@ -29,8 +29,10 @@ fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// Starts `serve` and returns the child with the URL it printed.
-async fn serve(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+type Stdout = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// Starts `serve` and returns the child, the URL it printed, and the rest of its output.
+async fn serve(dir: &Path, env: &[(&str, &str)]) -> (Child, String, Stdout) {
     let mut child = tessera(dir, env, &["serve"])
         .spawn()
         .expect("tessera starts");
@@ -46,7 +48,7 @@ async fn serve(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
         .find(|word| word.starts_with("http://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_owned();
-    (child, url)
+    (child, url, lines)
 }
 
 async fn terminate(child: &mut Child) -> std::process::ExitStatus {
@@ -135,8 +137,32 @@ async fn the_embedded_default_creates_its_data_and_serves() {
     let dir = tempfile::tempdir().unwrap();
     // Port 0 instead of 8080 so the suite never collides with a running server; every other
     // setting is the default.
-    let (mut child, url) = serve(dir.path(), &[("TESSERA_LISTEN", "127.0.0.1:0")]).await;
+    let (mut child, url, mut stdout) =
+        serve(dir.path(), &[("TESSERA_LISTEN", "127.0.0.1:0")]).await;
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    // With no admin configured, the first start creates one and shows its secret once.
+    let mut shown = String::new();
+    for _ in 0..3 {
+        shown.push_str(&stdout.next_line().await.unwrap().unwrap());
+        shown.push('\n');
+    }
+    let field = |name: &str| {
+        shown
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {shown}"))
+            .trim()
+            .to_owned()
+    };
+    let (admin_id, admin_secret) = (field("client_id:"), field("client_secret:"));
+    assert!(admin_secret.starts_with("tss_"), "{shown}");
+    let keys = reqwest::Client::new()
+        .get(format!("{url}/admin/keys"))
+        .basic_auth(&admin_id, Some(&admin_secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.status(), 200, "the printed admin credentials work");
 
     let response = get(&format!("{url}/healthz")).await;
     assert_eq!(response.status(), 200);
@@ -157,11 +183,17 @@ async fn the_embedded_default_creates_its_data_and_serves() {
     let status = terminate(&mut child).await;
     assert_eq!(status.code(), Some(0));
 
-    // A second start reuses the key; it never overwrites it.
-    let (mut child, url) = serve(dir.path(), &[("TESSERA_LISTEN", "127.0.0.1:0")]).await;
+    // A second start reuses the key (it never overwrites it) and prints no secret again.
+    let (mut child, url, mut stdout) =
+        serve(dir.path(), &[("TESSERA_LISTEN", "127.0.0.1:0")]).await;
     assert_eq!(get(&format!("{url}/readyz")).await.status(), 200);
     assert_eq!(std::fs::read_to_string(&key).unwrap(), first_key);
     assert_eq!(terminate(&mut child).await.code(), Some(0));
+    let mut rest = String::new();
+    while let Ok(Some(line)) = stdout.next_line().await {
+        rest.push_str(&line);
+    }
+    assert!(!rest.contains("client_secret"), "{rest}");
 }
 
 /// An idle keep-alive connection must not hold the process open: SIGTERM closes it and exits 0.
@@ -169,7 +201,7 @@ async fn the_embedded_default_creates_its_data_and_serves() {
 #[tokio::test]
 async fn sigterm_exits_zero_with_a_keep_alive_connection_open() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url) = serve(dir.path(), &[("TESSERA_LISTEN", "127.0.0.1:0")]).await;
+    let (mut child, url, _stdout) = serve(dir.path(), &[("TESSERA_LISTEN", "127.0.0.1:0")]).await;
     let client = reqwest::Client::new();
     assert_eq!(
         client
@@ -235,7 +267,7 @@ async fn the_same_binary_serves_on_postgres() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let (mut child, url) = serve(dir.path(), &env).await;
+    let (mut child, url, _stdout) = serve(dir.path(), &env).await;
     assert_eq!(get(&format!("{url}/healthz")).await.status(), 200);
     assert_eq!(get(&format!("{url}/readyz")).await.status(), 200);
     assert_eq!(terminate(&mut child).await.code(), Some(0));
@@ -260,9 +292,67 @@ async fn logs_carry_no_secret() {
         ("TESSERA_BOOTSTRAP_ADMIN_SECRET", secret),
         ("TESSERA_LOG_LEVEL", "trace"),
     ];
-    let (mut child, url) = serve(dir.path(), &env).await;
+    let (mut child, url, _stdout) = serve(dir.path(), &env).await;
     get(&format!("{url}/healthz?token=query-secret")).await;
     get(&format!("{url}/nope")).await;
+    // A client, a user, tokens of both grants, failures of both.
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{url}/admin/clients"))
+        .basic_auth("admin", Some(secret))
+        .json(&serde_json::json!({"grant_types": ["client_credentials", "password"], "audiences": ["api"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, client_secret) = (
+        created["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let password = "user-password-do-not-log";
+    let user = http
+        .post(format!("{url}/admin/users"))
+        .basic_auth("admin", Some(secret))
+        .json(&serde_json::json!({"username": "grace", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user.status(), 201);
+    let mut tokens = Vec::new();
+    for form in [
+        vec![("grant_type", "client_credentials")],
+        vec![
+            ("grant_type", "password"),
+            ("username", "grace"),
+            ("password", password),
+        ],
+        vec![
+            ("grant_type", "password"),
+            ("username", "grace"),
+            ("password", "wrong-password-do-not-log"),
+        ],
+    ] {
+        let response = http
+            .post(format!("{url}/token"))
+            .basic_auth(&id, Some(&client_secret))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = response.json().await.unwrap();
+        if let Some(token) = body["access_token"].as_str() {
+            tokens.push(token.to_owned());
+        }
+    }
+    assert_eq!(tokens.len(), 2);
+    http.post(format!("{url}/token"))
+        .basic_auth(&id, Some("tss_wrong-secret-do-not-log"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
     terminate(&mut child).await;
     let mut stderr = String::new();
     use tokio::io::AsyncReadExt;
@@ -274,8 +364,22 @@ async fn logs_carry_no_secret() {
         .await
         .unwrap();
     assert!(stderr.contains("/healthz"), "requests are logged: {stderr}");
-    for needle in [secret, key, "query-secret"] {
-        assert!(!stderr.contains(needle), "{needle} leaked into the log");
+    let mut needles = vec![
+        secret,
+        key,
+        "query-secret",
+        client_secret.as_str(),
+        password,
+        "wrong-password-do-not-log",
+        "tss_wrong-secret-do-not-log",
+    ];
+    needles.extend(tokens.iter().map(String::as_str));
+    // Token signatures are the part that matters; a jti in a log line is fine.
+    for needle in needles {
+        assert!(
+            !stderr.contains(needle),
+            "a secret or token leaked into the log"
+        );
     }
 }
 
@@ -301,7 +405,7 @@ async fn published_kids(url: &str) -> Vec<String> {
 async fn key_commands_change_what_a_running_server_publishes() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("TESSERA_LISTEN", "127.0.0.1:0")];
-    let (mut child, url) = serve(dir.path(), &env).await;
+    let (mut child, url, _stdout) = serve(dir.path(), &env).await;
     let before = published_kids(&url).await;
     assert_eq!(before.len(), 2);
 
@@ -375,7 +479,7 @@ async fn a_lost_master_key_file_stops_start_up() {
         ("TESSERA_LISTEN", "127.0.0.1:0"),
         ("TESSERA_LOG_FORMAT", "json"),
     ];
-    let (mut child, _) = serve(dir.path(), &env).await;
+    let (mut child, _, _stdout) = serve(dir.path(), &env).await;
     assert_eq!(terminate(&mut child).await.code(), Some(0));
     let key = dir.path().join("data/master.key");
     std::fs::remove_file(&key).unwrap();
@@ -391,4 +495,125 @@ async fn a_lost_master_key_file_stops_start_up() {
         "{stderr}"
     );
     assert!(!key.exists(), "no replacement key was generated");
+}
+
+/// The admin commands act on the database; a running server honours what they did.
+#[tokio::test]
+async fn client_and_user_commands_work_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("TESSERA_LISTEN", "127.0.0.1:0")];
+    let (mut child, url, _stdout) = serve(dir.path(), &env).await;
+    let run = |args: Vec<&str>, input: Option<&'static str>| {
+        let dir = dir.path().to_owned();
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move {
+            let mut command = tessera(
+                &dir,
+                &[],
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            );
+            command.stdin(Stdio::piped());
+            let mut child = command.spawn().unwrap();
+            if let Some(input) = input {
+                use tokio::io::AsyncWriteExt;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(input.as_bytes())
+                    .await
+                    .unwrap();
+            }
+            drop(child.stdin.take());
+            let output = child.wait_with_output().await.unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            assert!(
+                output.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            stdout
+        }
+    };
+    let created = run(
+        vec![
+            "client",
+            "create",
+            "--id",
+            "ops",
+            "--grant",
+            "client_credentials",
+            "--grant",
+            "password",
+            "--scope",
+            "read",
+            "--audience",
+            "api",
+        ],
+        None,
+    )
+    .await;
+    let secret = created
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let shown = run(vec!["client", "show", "ops"], None).await;
+    assert!(shown.contains("client_credentials password") && !shown.contains(&secret));
+    run(vec!["user", "create", "heidi"], Some("heidi's password\n")).await;
+
+    let http = reqwest::Client::new();
+    let token = |secret: String, form: Vec<(&'static str, &'static str)>| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.post(format!("{url}/token"))
+                .basic_auth("ops", Some(secret))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let login = vec![
+        ("grant_type", "password"),
+        ("username", "heidi"),
+        ("password", "heidi's password"),
+    ];
+    // The server learns of the new client through the change feed (within a second).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while token(secret.clone(), vec![("grant_type", "client_credentials")]).await != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "client not seen by the server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(token(secret.clone(), login.clone()).await, 200);
+    run(vec!["user", "disable", "heidi"], None).await;
+    assert_eq!(token(secret.clone(), login.clone()).await, 400);
+    run(vec!["user", "enable", "heidi"], None).await;
+    assert_eq!(token(secret.clone(), login.clone()).await, 200);
+
+    let rotated = run(vec!["client", "rotate-secret", "ops"], None).await;
+    let new = rotated
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while token(secret.clone(), vec![("grant_type", "client_credentials")]).await != 401 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "old secret still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        token(new, vec![("grant_type", "client_credentials")]).await,
+        200
+    );
+    assert_eq!(terminate(&mut child).await.code(), Some(0));
 }

@@ -144,10 +144,16 @@ pub fn master_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Settings for a test instance on `db`: port 0, short database timeouts.
+/// The bootstrap admin every test instance has.
+pub const ADMIN_ID: &str = "admin";
+pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789";
+
+/// Settings for a test instance on `db`: port 0, short database timeouts, a bootstrap admin.
 pub fn settings(db: &TestDb) -> Settings {
     Settings::default()
         .set("listen", "127.0.0.1:0")
+        .set("bootstrap_admin_id", ADMIN_ID)
+        .set("bootstrap_admin_secret", ADMIN_SECRET)
         .set("database_url", db.url.clone())
         .set("master_key", db.master_key.clone())
         .set("database_acquire_timeout", "1")
@@ -221,6 +227,66 @@ impl TestApp {
             .collect();
         kids.sort();
         kids
+    }
+
+    /// An admin API call with the bootstrap admin's Basic credentials.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.request(method, path)
+            .basic_auth(ADMIN_ID, Some(ADMIN_SECRET))
+    }
+
+    /// Registers a client through the admin API; returns (client_id, secret if confidential).
+    pub async fn create_client(&self, body: serde_json::Value) -> (String, Option<String>) {
+        let response = self
+            .admin(reqwest::Method::POST, "/admin/clients")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        let created: serde_json::Value = response.json().await.unwrap();
+        (
+            created["client_id"].as_str().unwrap().to_owned(),
+            created["client_secret"].as_str().map(str::to_owned),
+        )
+    }
+
+    /// A confidential client with every grant, scopes `read write`, audience `https://api.example.com`.
+    pub async fn standard_client(&self) -> (String, String) {
+        let (id, secret) = self
+            .create_client(serde_json::json!({
+                "grant_types": ["client_credentials", "password", "refresh_token"],
+                "scopes": ["read", "write"],
+                "audiences": ["https://api.example.com", "https://other.example.com"],
+            }))
+            .await;
+        (id, secret.unwrap())
+    }
+
+    /// Registers a user through the admin API; returns its id (the `sub`).
+    pub async fn create_user(&self, username: &str, password: &str) -> String {
+        let response = self
+            .admin(reqwest::Method::POST, "/admin/users")
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        let user: serde_json::Value = response.json().await.unwrap();
+        user["id"].as_str().unwrap().to_owned()
+    }
+
+    /// POST /token with these form parameters and, if given, HTTP Basic credentials.
+    pub async fn token(
+        &self,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self.request(reqwest::Method::POST, "/token").form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        request.send().await.unwrap()
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {

@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod admin;
 mod keys;
 mod operations;
 mod storage;
+mod token;

@@ -1,0 +1,581 @@
+//! POST /token: client authentication, the client_credentials and password grants, every
+//! error code, real OAuth and JWT libraries, timing, throttling and the argon2 bound.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp, TestDb, assert_error, eventually};
+
+const API: &str = "https://api.example.com";
+
+async fn ok_json(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["pragma"], "no-cache");
+    body
+}
+
+fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn client_credentials_with_basic_and_post(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, secret) = app.standard_client().await;
+
+    let body = ok_json(
+        app.token(
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 300);
+    assert_eq!(
+        body["scope"], "read write",
+        "no scope asked: all the client may have"
+    );
+    assert!(
+        body.get("refresh_token").is_none(),
+        "client_credentials has no refresh token"
+    );
+    let c = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(c["sub"], id.as_str());
+    assert_eq!(c["client_id"], id.as_str());
+    assert_eq!(c["aud"], API, "the client's first audience by default");
+    assert!(c.get("sid").is_none());
+
+    let body = ok_json(
+        app.token(
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", &secret),
+                ("scope", "write"),
+                ("resource", "https://other.example.com"),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(body["scope"], "write");
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["aud"],
+        "https://other.example.com"
+    );
+    let body = ok_json(
+        app.token(
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials"), ("audience", API)],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(claims(body["access_token"].as_str().unwrap())["aud"], API);
+}
+
+async fn password_grant_issues_a_session_token_for_the_user(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, secret) = app.standard_client().await;
+    let sub = app.create_user("Alice", "correct horse battery").await;
+    // Usernames compare by NFKC + case fold.
+    let body = ok_json(
+        app.token(
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "password"),
+                ("username", "ＡＬＩＣＥ"),
+                ("password", "correct horse battery"),
+                ("scope", "read"),
+            ],
+        )
+        .await,
+    )
+    .await;
+    let c = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(c["sub"], sub.as_str());
+    assert_eq!(c["scope"], "read");
+    assert!(
+        uuid::Uuid::parse_str(c["sid"].as_str().unwrap()).is_ok(),
+        "a password login has a session"
+    );
+    assert!(
+        c.get("username").is_none() && c.get("email").is_none(),
+        "no personal data"
+    );
+}
+
+async fn every_token_error_code(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, secret) = app.standard_client().await;
+    let auth = Some((id.as_str(), secret.as_str()));
+    let (narrow, narrow_secret) = app
+        .create_client(serde_json::json!({"grant_types": ["password"], "scopes": ["read"], "audiences": [API]}))
+        .await;
+    let narrow_secret = narrow_secret.unwrap();
+
+    // invalid_request: missing grant_type, repeated parameter, missing username, wrong media type,
+    // two authentication methods at once.
+    assert_error(
+        app.token(auth, &[("scope", "read")]).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_error(
+        app.token(
+            auth,
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "read"),
+                ("scope", "write"),
+            ],
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_error(
+        app.token(auth, &[("grant_type", "password"), ("password", "x")])
+            .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    let json = app
+        .request(reqwest::Method::POST, "/token")
+        .basic_auth(&id, Some(&secret))
+        .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(json, 400, "invalid_request").await;
+    assert_error(
+        app.token(
+            auth,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_secret", &secret),
+            ],
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    // unsupported_grant_type
+    assert_error(
+        app.token(auth, &[("grant_type", "authorization_code")])
+            .await,
+        400,
+        "unsupported_grant_type",
+    )
+    .await;
+    // unauthorized_client: a client without client_credentials
+    assert_error(
+        app.token(
+            Some((&narrow, &narrow_secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+        400,
+        "unauthorized_client",
+    )
+    .await;
+    // invalid_scope: not the client's, or not a scope token at all
+    for scope in ["admin", "read admin", "re\"ad"] {
+        assert_error(
+            app.token(
+                auth,
+                &[("grant_type", "client_credentials"), ("scope", scope)],
+            )
+            .await,
+            400,
+            "invalid_scope",
+        )
+        .await;
+    }
+    // invalid_target
+    for (name, value) in [
+        ("resource", "https://evil.example.com"),
+        ("audience", "nope"),
+    ] {
+        assert_error(
+            app.token(auth, &[("grant_type", "client_credentials"), (name, value)])
+                .await,
+            400,
+            "invalid_target",
+        )
+        .await;
+    }
+    // invalid_client: wrong secret with Basic (challenge), wrong secret in the form (none),
+    // unknown client, no credentials at all.
+    let response = app
+        .token(
+            Some((&id, "tss_wrong")),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Basic realm=\"tessera\""
+    );
+    assert_error(response, 401, "invalid_client").await;
+    let response = app
+        .token(
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", "tss_wrong"),
+            ],
+        )
+        .await;
+    assert!(response.headers().get("www-authenticate").is_none());
+    assert_error(response, 401, "invalid_client").await;
+    assert_error(
+        app.token(
+            Some(("nobody", "x")),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    assert_error(
+        app.token(None, &[("grant_type", "client_credentials")])
+            .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    // invalid_grant
+    app.create_user("bob", "bob's password").await;
+    assert_error(
+        app.token(
+            auth,
+            &[
+                ("grant_type", "password"),
+                ("username", "bob"),
+                ("password", "wrong password"),
+            ],
+        )
+        .await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+}
+
+async fn the_oauth2_crate_obtains_tokens_that_jsonwebtoken_verifies(backend: Backend) {
+    use oauth2::{
+        AuthType, AuthUrl, ClientId, ClientSecret, ResourceOwnerPassword, ResourceOwnerUsername,
+        Scope, TokenResponse, TokenUrl,
+    };
+    let app = TestApp::spawn(backend).await;
+    let (id, secret) = app.standard_client().await;
+    app.create_user("carol", "carol's long password").await;
+    let http = oauth2::reqwest::ClientBuilder::new()
+        .redirect(oauth2::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(app.jwks().await).unwrap();
+
+    for auth_type in [AuthType::BasicAuth, AuthType::RequestBody] {
+        let client = oauth2::basic::BasicClient::new(ClientId::new(id.clone()))
+            .set_client_secret(ClientSecret::new(secret.clone()))
+            .set_auth_uri(AuthUrl::new(format!("{}/unused", app.url)).unwrap())
+            .set_token_uri(TokenUrl::new(format!("{}/token", app.url)).unwrap())
+            .set_auth_type(auth_type.clone());
+        let machine = client
+            .exchange_client_credentials()
+            .add_scope(Scope::new("read".into()))
+            .request_async(&http)
+            .await
+            .unwrap_or_else(|e| panic!("{auth_type:?}: {e:?}"));
+        assert_eq!(machine.expires_in(), Some(Duration::from_secs(300)));
+        let user = client
+            .exchange_password(
+                &ResourceOwnerUsername::new("carol".into()),
+                &ResourceOwnerPassword::new("carol's long password".into()),
+            )
+            .request_async(&http)
+            .await
+            .unwrap_or_else(|e| panic!("{auth_type:?}: {e:?}"));
+
+        for token in [
+            machine.access_token().secret(),
+            user.access_token().secret(),
+        ] {
+            let header = jsonwebtoken::decode_header(token).unwrap();
+            let key = jsonwebtoken::DecodingKey::from_jwk(
+                jwks.find(header.kid.as_deref().unwrap()).unwrap(),
+            )
+            .unwrap();
+            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+            validation.set_issuer(&[app.url.as_str()]);
+            validation.set_audience(&[API]);
+            let data = jsonwebtoken::decode::<Value>(token, &key, &validation).unwrap();
+            assert_eq!(data.claims["client_id"], id.as_str());
+        }
+    }
+}
+
+/// Unknown user, wrong password and disabled user: the same answer in about the same time.
+async fn invalid_grant_takes_the_same_time_whatever_the_cause(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, secret) = app.standard_client().await;
+    // Several users per cause keep each below the throttling threshold.
+    let mut wrong = Vec::new();
+    let mut disabled = Vec::new();
+    for i in 0..8 {
+        app.create_user(&format!("wrong{i}"), "the right password")
+            .await;
+        wrong.push(format!("wrong{i}"));
+        let sub = app
+            .create_user(&format!("off{i}"), "the right password")
+            .await;
+        let response = app
+            .admin(reqwest::Method::PATCH, &format!("/admin/users/{sub}"))
+            .json(&serde_json::json!({"disabled": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        disabled.push(format!("off{i}"));
+    }
+    let attempt = |username: String, password: &'static str| {
+        let (app, id, secret) = (&app, id.clone(), secret.clone());
+        async move {
+            let started = Instant::now();
+            let response = app
+                .token(
+                    Some((&id, &secret)),
+                    &[
+                        ("grant_type", "password"),
+                        ("username", &username),
+                        ("password", password),
+                    ],
+                )
+                .await;
+            let elapsed = started.elapsed();
+            assert_error(response, 400, "invalid_grant").await;
+            elapsed
+        }
+    };
+    // Interleaved, so a load spike on this shared machine hits every cause alike.
+    let mut totals = [Duration::ZERO; 3];
+    for i in 0..30 {
+        totals[0] += attempt(format!("ghost{i}"), "the right password").await;
+        totals[1] += attempt(wrong[i % 8].clone(), "a wrong password").await;
+        totals[2] += attempt(disabled[i % 8].clone(), "the right password").await;
+    }
+    let means: Vec<f64> = totals.iter().map(|t| t.as_secs_f64() / 30.0).collect();
+    let (min, max) = means
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), m| (lo.min(*m), hi.max(*m)));
+    assert!(max <= min * 1.2, "means differ by more than 20%: {means:?}");
+}
+
+async fn repeated_failures_are_throttled_and_success_resets(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, secret) = app.standard_client().await;
+    let auth = Some((id.as_str(), secret.as_str()));
+    app.create_user("dave", "dave's password").await;
+    let app_ref = &app;
+    let login = |password: &'static str| async move {
+        app_ref
+            .token(
+                auth,
+                &[
+                    ("grant_type", "password"),
+                    ("username", "dave"),
+                    ("password", password),
+                ],
+            )
+            .await
+    };
+
+    // Four failures, then a success: the count starts again.
+    for _ in 0..4 {
+        assert_error(login("wrong").await, 400, "invalid_grant").await;
+    }
+    ok_json(login("dave's password").await).await;
+    for _ in 0..5 {
+        assert_error(login("wrong").await, 400, "invalid_grant").await;
+    }
+    // The fifth failure blocks: even the right password waits.
+    let response = login("dave's password").await;
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    assert_error(response, 429, "slow_down").await;
+    app.clock.advance(time::Duration::seconds(31));
+    ok_json(login("dave's password").await).await;
+
+    // A client guessing secrets is throttled too.
+    for _ in 0..5 {
+        assert_error(
+            app.token(
+                Some((&id, "tss_guess")),
+                &[("grant_type", "client_credentials")],
+            )
+            .await,
+            401,
+            "invalid_client",
+        )
+        .await;
+    }
+    let response = app
+        .token(auth, &[("grant_type", "client_credentials")])
+        .await;
+    assert!(response.headers().contains_key("retry-after"));
+    assert_error(response, 429, "slow_down").await;
+}
+
+/// A burst of logins never exceeds the hashing bound: some wait, the excess gets 503 with
+/// Retry-After, nothing fails, and other endpoints keep answering meanwhile.
+async fn a_burst_of_logins_stays_within_the_hashing_bound(backend: Backend) {
+    let app = Arc::new(TestApp::spawn(backend).await);
+    let (id, secret) = app.standard_client().await;
+    for i in 0..4 {
+        app.create_user(&format!("burst{i}"), "burst password")
+            .await;
+    }
+    let mut logins = Vec::new();
+    for i in 0..200 {
+        let (app, id, secret) = (Arc::clone(&app), id.clone(), secret.clone());
+        logins.push(tokio::spawn(async move {
+            let response = app
+                .token(
+                    Some((&id, &secret)),
+                    &[
+                        ("grant_type", "password"),
+                        ("username", &format!("burst{}", i % 4)),
+                        ("password", "burst password"),
+                    ],
+                )
+                .await;
+            (
+                response.status(),
+                response.headers().contains_key("retry-after"),
+            )
+        }));
+    }
+    // Liveness meanwhile.
+    let started = Instant::now();
+    assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "healthz starved: {:?}",
+        started.elapsed()
+    );
+    let (mut ok, mut busy) = (0, 0);
+    for login in logins {
+        match login.await.unwrap() {
+            (StatusCode::OK, _) => ok += 1,
+            (StatusCode::SERVICE_UNAVAILABLE, true) => busy += 1,
+            other => panic!("unexpected answer under a burst: {other:?}"),
+        }
+    }
+    assert!(ok > 0, "some logins succeed");
+    assert_eq!(ok + busy, 200);
+}
+
+async fn metadata_lists_the_grants_and_methods(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.standard_client().await;
+    let body: Value = app
+        .get("/.well-known/oauth-authorization-server")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["token_endpoint"], format!("{}/token", app.url));
+    assert_eq!(
+        body["grant_types_supported"],
+        serde_json::json!(["client_credentials", "password"])
+    );
+    assert_eq!(
+        body["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    let scopes = body["scopes_supported"].as_array().unwrap();
+    assert!(scopes.contains(&Value::from("read")) && scopes.contains(&Value::from("write")));
+}
+
+both_backends!(
+    client_credentials_with_basic_and_post,
+    password_grant_issues_a_session_token_for_the_user,
+    every_token_error_code,
+    the_oauth2_crate_obtains_tokens_that_jsonwebtoken_verifies,
+    invalid_grant_takes_the_same_time_whatever_the_cause,
+    repeated_failures_are_throttled_and_success_resets,
+    a_burst_of_logins_stays_within_the_hashing_bound,
+    metadata_lists_the_grants_and_methods,
+);
+
+/// A secret rotated on one instance stops working on another within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_is_refused_by_a_second_postgres_instance_within_a_second() {
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let first = TestApp::spawn_on(Arc::clone(&db), |s| s).await;
+    let second = TestApp::spawn_on(Arc::clone(&db), |s| s).await;
+    let (id, old) = first.standard_client().await;
+    let grant = [("grant_type", "client_credentials")];
+    let known = eventually(Duration::from_secs(1), || async {
+        second.token(Some((&id, &old)), &grant).await.status() == 200
+    })
+    .await;
+    assert!(
+        known,
+        "the second instance did not learn the new client within 1 s"
+    );
+
+    let response = first
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/clients/{id}/secret"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let new = response.json::<Value>().await.unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new, old);
+    let switched = eventually(Duration::from_secs(1), || async {
+        second.token(Some((&id, &old)), &grant).await.status() == 401
+            && second.token(Some((&id, &new)), &grant).await.status() == 200
+    })
+    .await;
+    assert!(
+        switched,
+        "the second instance still took the old secret after 1 s"
+    );
+}
