@@ -2,7 +2,7 @@
 
 use josekit::jwk::Jwk;
 use josekit::jwk::alg::ed::EdCurve;
-use josekit::jws::{self, ES256, EdDSA, JwsHeader, JwsSigner, JwsVerifier, PS256, RS256};
+use josekit::jws::{self, ES256, EdDSA, JwsSigner, JwsVerifier, PS256, RS256};
 use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
@@ -89,7 +89,8 @@ pub struct Signer {
     pub kid: String,
     pub alg: SigningAlg,
     inner: Box<dyn JwsSigner>,
-    header: JwsHeader,
+    /// base64url of the protected header, encoded once when the key is loaded.
+    encoded_header: String,
 }
 
 impl std::fmt::Debug for Signer {
@@ -116,25 +117,30 @@ impl Signer {
             SigningAlg::Rs256 => Box::new(RS256.signer_from_jwk(&private)?),
             SigningAlg::Ps256 => Box::new(PS256.signer_from_jwk(&private)?),
         };
-        let mut header = JwsHeader::new();
         // RFC 9068 §2.1: access tokens are typed, so they cannot be confused with ID tokens.
-        header.set_token_type("at+jwt");
-        header.set_key_id(kid);
+        let header = serde_json::json!({ "alg": alg.as_str(), "typ": "at+jwt", "kid": kid });
         Ok(Self {
             kid: kid.to_owned(),
             alg,
             inner,
-            header,
+            encoded_header: base64url(header.to_string().as_bytes()),
         })
     }
 
-    /// A compact JWS of `payload` with header `{alg, typ: at+jwt, kid}`.
+    /// A compact JWS (RFC 7515 §7.1) of `payload` with header `{alg, typ: at+jwt, kid}`. The
+    /// header is encoded once per key; josekit signs the signing input.
     pub fn sign(&self, payload: &[u8]) -> Result<String, KeyError> {
-        Ok(jws::serialize_compact(
-            payload,
-            &self.header,
-            self.inner.as_ref(),
-        )?)
+        use base64::Engine;
+        let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut token =
+            String::with_capacity(self.encoded_header.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(&self.encoded_header);
+        token.push('.');
+        engine.encode_string(payload, &mut token);
+        let signature = self.inner.sign(token.as_bytes())?;
+        token.push('.');
+        engine.encode_string(signature, &mut token);
+        Ok(token)
     }
 }
 

@@ -24,6 +24,15 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// A 128-bit random identifier, base64url (a `jti`): from the thread's CSPRNG, seeded by the
+/// OS, so the token hot path makes no system call for it.
+pub fn token_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    keys::base64url(&bytes)
+}
+
 /// The 32-byte key that encrypts private signing keys (and retry-window successors) at rest.
 ///
 /// It never enters the database and never prints: `Debug` is redacted and there is no `Display`.

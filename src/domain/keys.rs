@@ -322,7 +322,7 @@ impl KeyRing {
             aud: request.audience.to_owned(),
             exp: now + self.policy.access_token_ttl.as_secs() as i64,
             iat: now,
-            jti: uuid::Uuid::new_v4().to_string(),
+            jti: crate::crypto::token_id(),
             client_id: request.client_id.to_owned(),
             scope: request.scope.filter(|s| !s.is_empty()).map(str::to_owned),
             sid: request.session_id.map(str::to_owned),
