@@ -117,8 +117,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sync = tokio::spawn(Arc::clone(&self.issuer).run_sync());
+        let housekeeping = tokio::spawn(Arc::clone(&self.issuer).run_housekeeping());
         let result = http::serve(self.listener, self.router, shutdown, self.shutdown_grace).await;
         sync.abort();
+        housekeeping.abort();
         self.store.close().await;
         result
     }
@@ -151,7 +153,7 @@ pub async fn open(
     let keys = KeyRing::start(
         Arc::clone(&store),
         Arc::clone(&clock),
-        master_key,
+        Arc::clone(&master_key),
         policy,
         issuer_url.clone(),
     )
@@ -164,6 +166,7 @@ pub async fn open(
         Arc::clone(&store),
         clock,
         Arc::new(keys),
+        master_key,
         config.tokens,
         passwords,
         issuer_url,

@@ -617,3 +617,170 @@ async fn client_and_user_commands_work_against_a_running_server() {
     );
     assert_eq!(terminate(&mut child).await.code(), Some(0));
 }
+
+/// A process killed in the middle of rotations leaves every session in the old or the new
+/// state: no token consumed without its successor stored, never two live tokens.
+#[tokio::test]
+async fn a_killed_process_never_leaves_half_a_rotation() {
+    for postgres in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = vec![
+            ("TESSERA_LISTEN", "127.0.0.1:0".to_owned()),
+            ("TESSERA_BOOTSTRAP_ADMIN_ID", "admin".to_owned()),
+            (
+                "TESSERA_BOOTSTRAP_ADMIN_SECRET",
+                "kill-test-admin-secret".to_owned(),
+            ),
+            (
+                "TESSERA_MASTER_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+            ),
+        ];
+        let pg_name = format!("tessera_kill_{}", uuid::Uuid::new_v4().simple());
+        let db_url = if postgres {
+            let admin = postgres_admin_url();
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .unwrap();
+            sqlx::raw_sql(&format!("create database {pg_name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let mut url = url::Url::parse(&admin).unwrap();
+            url.set_path(&pg_name);
+            url.to_string()
+        } else {
+            format!("sqlite://{}", dir.path().join("kill.db").display())
+        };
+        env.push(("TESSERA_DATABASE_URL", db_url.clone()));
+        let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (mut child, url, _stdout) = serve(dir.path(), &env_refs).await;
+
+        let http = reqwest::Client::new();
+        let created: serde_json::Value = http
+            .post(format!("{url}/admin/clients"))
+            .basic_auth("admin", Some("kill-test-admin-secret"))
+            .json(&serde_json::json!({"grant_types": ["password", "refresh_token"], "audiences": ["api"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["client_id"].as_str().unwrap().to_owned();
+        let secret = created["client_secret"].as_str().unwrap().to_owned();
+        http.post(format!("{url}/admin/users"))
+            .basic_auth("admin", Some("kill-test-admin-secret"))
+            .json(&serde_json::json!({"username": "kim", "password": "kim's password"}))
+            .send()
+            .await
+            .unwrap();
+        // Eight sessions, each refreshing in a chain as fast as it can.
+        let mut chains = Vec::new();
+        for _ in 0..8 {
+            let (http, url, id, secret) = (http.clone(), url.clone(), id.clone(), secret.clone());
+            chains.push(tokio::spawn(async move {
+                let login: serde_json::Value = http
+                    .post(format!("{url}/token"))
+                    .basic_auth(&id, Some(&secret))
+                    .form(&[
+                        ("grant_type", "password"),
+                        ("username", "kim"),
+                        ("password", "kim's password"),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let mut token = login["refresh_token"].as_str().unwrap().to_owned();
+                loop {
+                    let Ok(response) = http
+                        .post(format!("{url}/token"))
+                        .basic_auth(&id, Some(&secret))
+                        .form(&[
+                            ("grant_type", "refresh_token"),
+                            ("refresh_token", token.as_str()),
+                        ])
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    let Ok(body) = response.json::<serde_json::Value>().await else {
+                        return;
+                    };
+                    match body["refresh_token"].as_str() {
+                        Some(next) => token = next.to_owned(),
+                        None => return,
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        child.start_kill().unwrap(); // SIGKILL: no draining, no cleanup
+        child.wait().await.unwrap();
+        for chain in chains {
+            let _ = chain.await;
+        }
+
+        let orphaned = "select count(*) from refresh_token t where t.successor_digest is not null and not exists (
+            select 1 from refresh_token n where n.session_id = t.session_id and n.token_digest = t.successor_digest)";
+        let doubled = "select count(*) from (select session_id from refresh_token
+            where consumed_at is null and revoked_at is null group by session_id having count(*) > 1) as d";
+        let rotations = "select count(*) from refresh_token where consumed_at is not null";
+        let (orphans, doubles, rotated): (i64, i64, i64) = if postgres {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db_url)
+                .await
+                .unwrap();
+            (
+                sqlx::query_scalar(orphaned)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap(),
+                sqlx::query_scalar(doubled)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap(),
+                sqlx::query_scalar(rotations)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db_url)
+                .await
+                .unwrap();
+            (
+                sqlx::query_scalar(orphaned)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap(),
+                sqlx::query_scalar(doubled)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap(),
+                sqlx::query_scalar(rotations)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap(),
+            )
+        };
+        assert!(
+            rotated > 8,
+            "the kill came while rotations were running ({rotated})"
+        );
+        assert_eq!(orphans, 0, "a consumed token without its successor");
+        assert_eq!(doubles, 0, "two live tokens in one session");
+        if postgres {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&postgres_admin_url())
+                .await
+                .unwrap();
+            sqlx::raw_sql(&format!("drop database {pg_name} with (force)"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}

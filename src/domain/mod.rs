@@ -12,6 +12,7 @@ pub mod admin;
 pub mod clients;
 pub mod keys;
 pub mod passwords;
+pub mod refresh;
 pub mod throttle;
 pub mod token;
 
@@ -110,6 +111,8 @@ pub struct Issuer {
     clients: ClientRegistry,
     throttle: Throttle,
     passwords: PasswordHasher,
+    /// Seals retry-window successors; the signing keys are sealed under it too.
+    master_key: Arc<crate::crypto::MasterKey>,
     policy: TokenPolicy,
     issuer: String,
 }
@@ -120,6 +123,7 @@ impl Issuer {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         keys: Arc<KeyRing>,
+        master_key: Arc<crate::crypto::MasterKey>,
         policy: TokenPolicy,
         passwords: PasswordHasher,
         issuer: String,
@@ -135,6 +139,7 @@ impl Issuer {
             clients,
             throttle,
             passwords,
+            master_key,
             policy,
             issuer,
         })

@@ -90,19 +90,22 @@ impl Issuer {
             created_at: now,
             expires_at: now + self.policy.refresh_token_absolute_ttl,
         };
-        self.store.add_session(&session).await?;
+        // A refresh token when the client may use the refresh_token grant (CONTRACT: POST /token).
+        let first = client
+            .allows(GrantType::RefreshToken)
+            .then(|| self.first_refresh_token(session.session_id, &scope, now));
+        self.store
+            .add_session(&session, first.as_ref().map(|(_, record)| record))
+            .await?;
         let sid = session.session_id.to_string();
         tracing::info!(session_id = %sid, "session created");
-        self.issue(
-            client,
-            &user.user_id.to_string(),
-            audience,
-            &scope,
-            Some(&sid),
-        )
+        let subject = user.user_id.to_string();
+        let mut response = self.issue(client, &subject, audience, &scope, Some(&sid))?;
+        response.refresh_token = first.map(|(token, _)| token.expose().to_owned());
+        Ok(response)
     }
 
-    fn issue(
+    pub(crate) fn issue(
         &self,
         client: &Client,
         subject: &str,
@@ -154,8 +157,26 @@ pub fn is_scope_token(token: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
+/// RFC 6749 §6: a refresh may narrow the scope of the grant, never widen it.
+pub fn narrowed_scope(granted: &str, requested: Option<&str>) -> Result<String, Error> {
+    let Some(requested) = requested else {
+        return Ok(granted.to_owned());
+    };
+    let allowed: Vec<&str> = granted.split(' ').filter(|t| !t.is_empty()).collect();
+    let mut narrowed: Vec<&str> = Vec::new();
+    for token in requested.split(' ').filter(|t| !t.is_empty()) {
+        if !allowed.contains(&token) {
+            return Err(Error::InvalidScope);
+        }
+        if !narrowed.contains(&token) {
+            narrowed.push(token);
+        }
+    }
+    Ok(narrowed.join(" "))
+}
+
 /// The requested audience if the client may have it, else its first allowed one.
-fn audience<'a>(client: &'a Client, target: Target<'a>) -> Result<&'a str, Error> {
+pub(crate) fn audience<'a>(client: &'a Client, target: Target<'a>) -> Result<&'a str, Error> {
     let requested = match (target.resource, target.audience) {
         (Some(_), Some(_)) => {
             return Err(Error::invalid_request(

@@ -88,6 +88,50 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     }
 }
 
+/// The body of POST /refresh: the same parameters as a form, or as a JSON object of strings.
+pub struct FormOrJson(pub Params);
+
+impl<S: Send + Sync> FromRequest<S> for FormOrJson {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !content_type_is(&request, "application/json") {
+            return OAuthForm::from_request(request, state)
+                .await
+                .map(|OAuthForm(p)| Self(p));
+        }
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(
+                    rejection.status(),
+                    "invalid_request",
+                    "the body could not be read",
+                )
+            })?;
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+            .map_err(|_| Error::invalid_request("the body must be a JSON object"))?;
+        let mut params = HashMap::new();
+        for (name, value) in object {
+            match value {
+                serde_json::Value::String(text) if text.is_empty() => {}
+                serde_json::Value::String(text) => {
+                    params.insert(name, text);
+                }
+                serde_json::Value::Null => {}
+                _ => {
+                    return Err(Error::invalid_request(format!(
+                        "{} must be a string",
+                        printable(&name)
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(Self(Params(params)))
+    }
+}
+
 /// A JSON body for the admin API. Errors name a missing or unknown field, never a value.
 pub struct JsonBody<T>(pub T);
 

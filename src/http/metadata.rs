@@ -15,7 +15,7 @@ struct Metadata<'a> {
     /// REQUIRED by RFC 8414 §2; Tessera has no authorization endpoint, so none.
     response_types_supported: [&'a str; 0],
     /// Omitting it would mean "authorization_code and implicit" (RFC 8414 §2).
-    grant_types_supported: [&'a str; 2],
+    grant_types_supported: [&'a str; 3],
     token_endpoint_auth_methods_supported: [&'a str; 3],
     scopes_supported: Vec<String>,
 }
@@ -27,7 +27,7 @@ pub async fn get(State(app): State<AppState>) -> axum::response::Response {
         token_endpoint: format!("{issuer}/token"),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
         response_types_supported: [],
-        grant_types_supported: ["client_credentials", "password"],
+        grant_types_supported: ["client_credentials", "password", "refresh_token"],
         token_endpoint_auth_methods_supported: [
             "client_secret_basic",
             "client_secret_post",

@@ -89,6 +89,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         )
         .route("/.well-known/jwks.json", get(jwks::get))
         .route("/token", post(token::post))
+        .route("/refresh", post(token::refresh))
         .route("/admin/clients", post(admin::create_client))
         .route("/admin/clients/{client_id}", get(admin::get_client))
         .route(

@@ -202,3 +202,48 @@ pub struct Session {
     pub created_at: time::OffsetDateTime,
     pub expires_at: time::OffsetDateTime,
 }
+
+/// A refresh token as stored: only its digest, never the token.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRecord {
+    pub session_id: uuid::Uuid,
+    pub token_digest: [u8; 32],
+    pub scope: String,
+    pub created_at: time::OffsetDateTime,
+    pub idle_expires_at: time::OffsetDateTime,
+    pub consumed_at: Option<time::OffsetDateTime>,
+    pub revoked_at: Option<time::OffsetDateTime>,
+    /// The successor, sealed under the master key, while the retry window is open.
+    pub successor_ciphertext: Option<Vec<u8>>,
+    /// Whether the successor is still live (neither used nor revoked).
+    pub successor_unused: bool,
+    // The session's side.
+    pub client_id: String,
+    pub user_id: uuid::Uuid,
+    pub session_expires_at: time::OffsetDateTime,
+    pub session_revoked_at: Option<time::OffsetDateTime>,
+    pub user_disabled: bool,
+}
+
+/// A successor about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    pub session_id: uuid::Uuid,
+    pub token_digest: [u8; 32],
+    pub scope: String,
+    pub created_at: time::OffsetDateTime,
+    pub idle_expires_at: time::OffsetDateTime,
+}
+
+/// A security event for the audit log. Never holds a secret, a password or a token.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub event_type: &'static str,
+    pub actor: Option<String>,
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub session_id: Option<uuid::Uuid>,
+    pub source_addr: Option<String>,
+    pub detail: serde_json::Value,
+    pub created_at: time::OffsetDateTime,
+}

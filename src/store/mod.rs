@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::model::{
-    Client, ClientSecretHash, GrantType, KeyState, NewSigningKey, Session, SigningKey, User,
+    AuditEvent, Client, ClientSecretHash, GrantType, KeyState, NewRefreshToken, NewSigningKey,
+    RefreshTokenRecord, Session, SigningKey, User,
 };
 
 mod postgres;
@@ -125,7 +126,55 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Option<User>, StoreError>;
 
-    async fn add_session(&self, session: &Session) -> Result<(), StoreError>;
+    /// Stores a session and, if given, its first refresh token, together.
+    async fn add_session(
+        &self,
+        session: &Session,
+        first: Option<&NewRefreshToken>,
+    ) -> Result<(), StoreError>;
+
+    /// A refresh token by (session id, digest), with its session's state.
+    async fn find_refresh_token(
+        &self,
+        session_id: uuid::Uuid,
+        digest: &[u8; 32],
+    ) -> Result<Option<RefreshTokenRecord>, StoreError>;
+
+    /// Rotation, in one transaction that locks the session: consumes the token (keeping its
+    /// successor sealed for the retry window) and stores the successor, only while the token
+    /// is unconsumed and unrevoked and the session unrevoked. `false`: another request
+    /// consumed it first, or it was revoked; nothing changed.
+    async fn consume_refresh_token(
+        &self,
+        digest: &[u8; 32],
+        successor: &NewRefreshToken,
+        successor_ciphertext: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Revokes a session and every refresh token in it, records a `session` revocation (for
+    /// the access tokens carrying its `sid`, until `access_tokens_expire_at`) and, if given, an
+    /// audit event: one transaction. `false` if it was already revoked or unknown.
+    async fn revoke_session(
+        &self,
+        session_id: uuid::Uuid,
+        reason: &str,
+        now: OffsetDateTime,
+        access_tokens_expire_at: OffsetDateTime,
+        audit: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError>;
+
+    async fn add_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// One housekeeping batch, skipped if another instance is doing it: erases successors
+    /// whose retry window closed before `erase_before`, and deletes refresh tokens, sessions,
+    /// revocations and throttle rows no longer of any use at `now`. Returns rows touched.
+    async fn purge_batch(
+        &self,
+        now: OffsetDateTime,
+        erase_before: OffsetDateTime,
+        batch: u32,
+    ) -> Result<u64, StoreError>;
 
     /// Until when `key` is blocked, if it is.
     async fn find_throttle(&self, key: &[u8; 32]) -> Result<Option<OffsetDateTime>, StoreError>;
@@ -168,6 +217,7 @@ pub trait ChangeListener: Send {
 pub mod topic {
     pub const KEYS: &str = "keys";
     pub const CLIENTS: &str = "clients";
+    pub const REVOCATIONS: &str = "revocations";
 }
 
 /// The NOTIFY channel of the change feed.

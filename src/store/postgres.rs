@@ -10,7 +10,96 @@ use super::{
     grant_list, json_list, list_json, secret_columns, secret_from_columns, topic,
 };
 use crate::config::DatabaseConfig;
-use crate::model::{Client, ClientSecretHash, KeyState, NewSigningKey, Session, SigningKey, User};
+use crate::model::{
+    AuditEvent, Client, ClientSecretHash, KeyState, NewRefreshToken, NewSigningKey,
+    RefreshTokenRecord, Session, SigningKey, User,
+};
+
+/// Only one instance at a time runs housekeeping.
+const PURGE_LOCK: i64 = 0x7465_7373_7075_7267; // "tesspurg"
+
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    session_id: uuid::Uuid,
+    token_digest: Vec<u8>,
+    scope: String,
+    created_at: OffsetDateTime,
+    idle_expires_at: OffsetDateTime,
+    consumed_at: Option<OffsetDateTime>,
+    revoked_at: Option<OffsetDateTime>,
+    successor_ciphertext: Option<Vec<u8>>,
+    successor_unused: bool,
+    client_id: String,
+    user_id: uuid::Uuid,
+    session_expires_at: OffsetDateTime,
+    session_revoked_at: Option<OffsetDateTime>,
+    user_disabled: bool,
+}
+
+impl TryFrom<RefreshRow> for RefreshTokenRecord {
+    type Error = StoreError;
+
+    fn try_from(row: RefreshRow) -> Result<Self, StoreError> {
+        Ok(RefreshTokenRecord {
+            session_id: row.session_id,
+            token_digest: row
+                .token_digest
+                .try_into()
+                .map_err(|_| StoreError::Other { kind: "decode" })?,
+            scope: row.scope,
+            created_at: row.created_at,
+            idle_expires_at: row.idle_expires_at,
+            consumed_at: row.consumed_at,
+            revoked_at: row.revoked_at,
+            successor_ciphertext: row.successor_ciphertext,
+            successor_unused: row.successor_unused,
+            client_id: row.client_id,
+            user_id: row.user_id,
+            session_expires_at: row.session_expires_at,
+            session_revoked_at: row.session_revoked_at,
+            user_disabled: row.user_disabled,
+        })
+    }
+}
+
+async fn insert_refresh(
+    tx: &mut Transaction<'_, Postgres>,
+    token: &NewRefreshToken,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into refresh_token (session_id, token_digest, scope, created_at, idle_expires_at)
+         values ($1, $2, $3, $4, $5)",
+    )
+    .bind(token.session_id)
+    .bind(&token.token_digest[..])
+    .bind(&token.scope)
+    .bind(token.created_at)
+    .bind(token.idle_expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_audit(
+    tx: &mut Transaction<'_, Postgres>,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into audit_event (created_at, event_type, actor, subject, client_id, session_id, source_addr, detail)
+         values ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)",
+    )
+    .bind(event.created_at)
+    .bind(event.event_type)
+    .bind(&event.actor)
+    .bind(&event.subject)
+    .bind(&event.client_id)
+    .bind(event.session_id)
+    .bind(&event.source_addr)
+    .bind(event.detail.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 const CLIENT_COLUMNS: &str = "client_id, name, secret_digest, secret_phc, grant_types::text as grant_types,
     scopes::text as scopes, audiences::text as audiences, is_admin, can_introspect, disabled, created_at, updated_at";
@@ -521,7 +610,12 @@ impl Store for PgStore {
         Ok(Some(user.into()))
     }
 
-    async fn add_session(&self, session: &Session) -> Result<(), StoreError> {
+    async fn add_session(
+        &self,
+        session: &Session,
+        first: Option<&NewRefreshToken>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "insert into session (session_id, client_id, user_id, scope, created_at, expires_at)
              values ($1, $2, $3, $4, $5, $6)",
@@ -532,9 +626,178 @@ impl Store for PgStore {
         .bind(&session.scope)
         .bind(session.created_at)
         .bind(session.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(first) = first {
+            insert_refresh(&mut tx, first).await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn find_refresh_token(
+        &self,
+        session_id: uuid::Uuid,
+        digest: &[u8; 32],
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        sqlx::query_as::<_, RefreshRow>(
+            "select t.session_id, t.token_digest, t.scope, t.created_at, t.idle_expires_at, t.consumed_at,
+                    t.revoked_at, t.successor_ciphertext,
+                    coalesce((select n.consumed_at is null and n.revoked_at is null from refresh_token n
+                              where n.session_id = t.session_id and n.token_digest = t.successor_digest), false)
+                        as successor_unused,
+                    s.client_id, s.user_id, s.expires_at as session_expires_at,
+                    s.revoked_at as session_revoked_at, u.disabled as user_disabled
+             from refresh_token t
+             join session s on s.session_id = t.session_id
+             join user_account u on u.user_id = s.user_id
+             where t.session_id = $1 and t.token_digest = $2",
+        )
+        .bind(session_id)
+        .bind(&digest[..])
+        .fetch_optional(&self.pool)
+        .await?
+        .map(RefreshTokenRecord::try_from)
+        .transpose()
+    }
+
+    async fn consume_refresh_token(
+        &self,
+        digest: &[u8; 32],
+        successor: &NewRefreshToken,
+        successor_ciphertext: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Concurrent refreshes of one session queue here; only this session's rows are touched.
+        let live: Option<bool> = sqlx::query_scalar(
+            "select revoked_at is null from session where session_id = $1 for update",
+        )
+        .bind(successor.session_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if live != Some(true) {
+            return Ok(false);
+        }
+        let consumed = sqlx::query(
+            "update refresh_token set consumed_at = $3, successor_digest = $4, successor_ciphertext = $5
+             where session_id = $1 and token_digest = $2 and consumed_at is null and revoked_at is null",
+        )
+        .bind(successor.session_id)
+        .bind(&digest[..])
+        .bind(now)
+        .bind(&successor.token_digest[..])
+        .bind(successor_ciphertext)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if consumed != 1 {
+            return Ok(false);
+        }
+        insert_refresh(&mut tx, successor).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn revoke_session(
+        &self,
+        session_id: uuid::Uuid,
+        reason: &str,
+        now: OffsetDateTime,
+        access_tokens_expire_at: OffsetDateTime,
+        audit: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let revoked = sqlx::query(
+            "update session set revoked_at = $2, revoked_reason = $3 where session_id = $1 and revoked_at is null",
+        )
+        .bind(session_id)
+        .bind(now)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "update refresh_token set revoked_at = coalesce(revoked_at, $2), successor_ciphertext = null
+             where session_id = $1 and (revoked_at is null or successor_ciphertext is not null)",
+        )
+        .bind(session_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if revoked == 1 {
+            sqlx::query(
+                "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at)
+                 values ('session', $1, $2, $3, $4, $2)",
+            )
+            .bind(session_id.to_string())
+            .bind(now)
+            .bind(access_tokens_expire_at)
+            .bind(audit.and_then(|a| a.actor.clone()))
+            .execute(&mut *tx)
+            .await?;
+            announce(&mut tx, topic::REVOCATIONS, now).await?;
+        }
+        if let Some(event) = audit {
+            insert_audit(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(revoked == 1)
+    }
+
+    async fn add_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn purge_batch(
+        &self,
+        now: OffsetDateTime,
+        erase_before: OffsetDateTime,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+            .bind(PURGE_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(0);
+        }
+        let limit = i64::from(batch);
+        // Retry-window successors past their window: the sealed copy is erased.
+        let mut touched = sqlx::query(
+            "update refresh_token set successor_ciphertext = null where ctid in (
+                 select ctid from refresh_token where successor_ciphertext is not null and consumed_at < $1 limit $2)",
+        )
+        .bind(erase_before)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        for statement in [
+            // Tokens idle-expired for a day can no longer matter, not even as reuse evidence.
+            "delete from refresh_token where ctid in (
+                 select ctid from refresh_token where idle_expires_at < $1 - interval '1 day' limit $2)",
+            "delete from session where ctid in (
+                 select ctid from session where expires_at < $1 - interval '1 day'
+                    or revoked_at < $1 - interval '1 day' limit $2)",
+            "delete from revocation where ctid in (select ctid from revocation where expires_at < $1 limit $2)",
+            "delete from login_throttle where ctid in (
+                 select ctid from login_throttle where window_start < $1 - interval '1 day'
+                    and (blocked_until is null or blocked_until < $1) limit $2)",
+        ] {
+            touched += sqlx::query(statement)
+                .bind(now)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(touched)
     }
 
     async fn find_throttle(&self, key: &[u8; 32]) -> Result<Option<OffsetDateTime>, StoreError> {

@@ -17,7 +17,96 @@ use super::{
     json_list, list_json, secret_columns, secret_from_columns, topic,
 };
 use crate::config::DatabaseConfig;
-use crate::model::{Client, ClientSecretHash, KeyState, NewSigningKey, Session, SigningKey, User};
+use crate::model::{
+    AuditEvent, Client, ClientSecretHash, KeyState, NewRefreshToken, NewSigningKey,
+    RefreshTokenRecord, Session, SigningKey, User,
+};
+
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    session_id: String,
+    token_digest: Vec<u8>,
+    scope: String,
+    created_at: i64,
+    idle_expires_at: i64,
+    consumed_at: Option<i64>,
+    revoked_at: Option<i64>,
+    successor_ciphertext: Option<Vec<u8>>,
+    successor_unused: bool,
+    client_id: String,
+    user_id: String,
+    session_expires_at: i64,
+    session_revoked_at: Option<i64>,
+    user_disabled: bool,
+}
+
+impl TryFrom<RefreshRow> for RefreshTokenRecord {
+    type Error = StoreError;
+
+    fn try_from(row: RefreshRow) -> Result<Self, StoreError> {
+        let decode = |_| StoreError::Other { kind: "decode" };
+        Ok(RefreshTokenRecord {
+            session_id: row.session_id.parse().map_err(decode)?,
+            token_digest: row
+                .token_digest
+                .try_into()
+                .map_err(|_| StoreError::Other { kind: "decode" })?,
+            scope: row.scope,
+            created_at: from_ms(row.created_at)?,
+            idle_expires_at: from_ms(row.idle_expires_at)?,
+            consumed_at: from_ms_opt(row.consumed_at)?,
+            revoked_at: from_ms_opt(row.revoked_at)?,
+            successor_ciphertext: row.successor_ciphertext,
+            successor_unused: row.successor_unused,
+            client_id: row.client_id,
+            user_id: row.user_id.parse().map_err(decode)?,
+            session_expires_at: from_ms(row.session_expires_at)?,
+            session_revoked_at: from_ms_opt(row.session_revoked_at)?,
+            user_disabled: row.user_disabled,
+        })
+    }
+}
+
+async fn insert_refresh(
+    tx: &mut Transaction<'_, Sqlite>,
+    token: &NewRefreshToken,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into refresh_token (session_id, token_digest, scope, created_at, idle_expires_at)
+         values ($1, $2, $3, $4, $5)",
+    )
+    .bind(token.session_id.to_string())
+    .bind(&token.token_digest[..])
+    .bind(&token.scope)
+    .bind(ms(token.created_at))
+    .bind(ms(token.idle_expires_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_audit(
+    tx: &mut Transaction<'_, Sqlite>,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into audit_event (created_at, event_type, actor, subject, client_id, session_id, source_addr, detail)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(ms(event.created_at))
+    .bind(event.event_type)
+    .bind(&event.actor)
+    .bind(&event.subject)
+    .bind(&event.client_id)
+    .bind(event.session_id.map(|s| s.to_string()))
+    .bind(&event.source_addr)
+    .bind(event.detail.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 const CLIENT_COLUMNS: &str =
     "client_id, name, secret_digest, secret_phc, grant_types, scopes, audiences,
@@ -512,7 +601,12 @@ impl Store for SqliteStore {
         User::try_from(user).map(Some)
     }
 
-    async fn add_session(&self, session: &Session) -> Result<(), StoreError> {
+    async fn add_session(
+        &self,
+        session: &Session,
+        first: Option<&NewRefreshToken>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("begin immediate").await?;
         sqlx::query(
             "insert into session (session_id, client_id, user_id, scope, created_at, expires_at)
              values ($1, $2, $3, $4, $5, $6)",
@@ -523,9 +617,169 @@ impl Store for SqliteStore {
         .bind(&session.scope)
         .bind(ms(session.created_at))
         .bind(ms(session.expires_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(first) = first {
+            insert_refresh(&mut tx, first).await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn find_refresh_token(
+        &self,
+        session_id: uuid::Uuid,
+        digest: &[u8; 32],
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        sqlx::query_as::<_, RefreshRow>(
+            "select t.session_id, t.token_digest, t.scope, t.created_at, t.idle_expires_at, t.consumed_at,
+                    t.revoked_at, t.successor_ciphertext,
+                    coalesce((select n.consumed_at is null and n.revoked_at is null from refresh_token n
+                              where n.session_id = t.session_id and n.token_digest = t.successor_digest), 0)
+                        as successor_unused,
+                    s.client_id, s.user_id, s.expires_at as session_expires_at,
+                    s.revoked_at as session_revoked_at, u.disabled as user_disabled
+             from refresh_token t
+             join session s on s.session_id = t.session_id
+             join user_account u on u.user_id = s.user_id
+             where t.session_id = $1 and t.token_digest = $2",
+        )
+        .bind(session_id.to_string())
+        .bind(&digest[..])
+        .fetch_optional(&self.pool)
+        .await?
+        .map(RefreshTokenRecord::try_from)
+        .transpose()
+    }
+
+    async fn consume_refresh_token(
+        &self,
+        digest: &[u8; 32],
+        successor: &NewRefreshToken,
+        successor_ciphertext: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        // IMMEDIATE: the write lock first, so concurrent rotations queue instead of deadlocking.
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        let live: Option<bool> =
+            sqlx::query_scalar("select revoked_at is null from session where session_id = $1")
+                .bind(successor.session_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if live != Some(true) {
+            return Ok(false);
+        }
+        let consumed = sqlx::query(
+            "update refresh_token set consumed_at = $3, successor_digest = $4, successor_ciphertext = $5
+             where session_id = $1 and token_digest = $2 and consumed_at is null and revoked_at is null",
+        )
+        .bind(successor.session_id.to_string())
+        .bind(&digest[..])
+        .bind(ms(now))
+        .bind(&successor.token_digest[..])
+        .bind(successor_ciphertext)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if consumed != 1 {
+            return Ok(false);
+        }
+        insert_refresh(&mut tx, successor).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn revoke_session(
+        &self,
+        session_id: uuid::Uuid,
+        reason: &str,
+        now: OffsetDateTime,
+        access_tokens_expire_at: OffsetDateTime,
+        audit: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        let id = session_id.to_string();
+        let revoked = sqlx::query(
+            "update session set revoked_at = $2, revoked_reason = $3 where session_id = $1 and revoked_at is null",
+        )
+        .bind(&id)
+        .bind(ms(now))
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "update refresh_token set revoked_at = coalesce(revoked_at, $2), successor_ciphertext = null
+             where session_id = $1 and (revoked_at is null or successor_ciphertext is not null)",
+        )
+        .bind(&id)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        if revoked == 1 {
+            sqlx::query(
+                "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at)
+                 values ('session', $1, $2, $3, $4, $2)",
+            )
+            .bind(&id)
+            .bind(ms(now))
+            .bind(ms(access_tokens_expire_at))
+            .bind(audit.and_then(|a| a.actor.clone()))
+            .execute(&mut *tx)
+            .await?;
+            announce(&mut tx, topic::REVOCATIONS, now).await?;
+        }
+        if let Some(event) = audit {
+            insert_audit(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(revoked == 1)
+    }
+
+    async fn add_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        insert_audit(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn purge_batch(
+        &self,
+        now: OffsetDateTime,
+        erase_before: OffsetDateTime,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        let limit = i64::from(batch);
+        let mut touched = sqlx::query(
+            "update refresh_token set successor_ciphertext = null where rowid in (
+                 select rowid from refresh_token where successor_ciphertext is not null and consumed_at < $1 limit $2)",
+        )
+        .bind(ms(erase_before))
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        for statement in [
+            "delete from refresh_token where rowid in (
+                 select rowid from refresh_token where idle_expires_at < $1 - $3 limit $2)",
+            "delete from session where rowid in (
+                 select rowid from session where expires_at < $1 - $3 or revoked_at < $1 - $3 limit $2)",
+            "delete from revocation where rowid in (select rowid from revocation where expires_at < $1 limit $2)",
+            "delete from login_throttle where rowid in (
+                 select rowid from login_throttle where window_start < $1 - $3
+                    and (blocked_until is null or blocked_until < $1) limit $2)",
+        ] {
+            touched += sqlx::query(statement)
+                .bind(ms(now))
+                .bind(limit)
+                .bind(DAY_MS)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(touched)
     }
 
     async fn find_throttle(&self, key: &[u8; 32]) -> Result<Option<OffsetDateTime>, StoreError> {

@@ -103,6 +103,24 @@ impl TestDb {
         .await;
     }
 
+    /// One number from SQL run outside the app (a count, say), on either backend.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match self.backend {
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                let value = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+                let _ = conn.close().await;
+                value
+            }
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                let value = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+                let _ = conn.close().await;
+                value
+            }
+        }
+    }
+
     pub async fn restore_connections(&self) {
         let name = self.pg_name.as_deref().expect("PostgreSQL only");
         admin_execute(&format!("alter database {name} allow_connections true")).await;
@@ -156,7 +174,7 @@ pub fn settings(db: &TestDb) -> Settings {
         .set("bootstrap_admin_secret", ADMIN_SECRET)
         .set("database_url", db.url.clone())
         .set("master_key", db.master_key.clone())
-        .set("database_acquire_timeout", "1")
+        .set("database_acquire_timeout", "5")
         .set("log_format", "json")
 }
 

@@ -6,5 +6,6 @@ mod helpers;
 mod admin;
 mod keys;
 mod operations;
+mod refresh;
 mod storage;
 mod token;

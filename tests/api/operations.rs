@@ -149,7 +149,9 @@ both_backends!(
 /// its connections were killed, answer 503 meanwhile, and recover without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_a_postgres_outage_and_recovery() {
-    let app = TestApp::spawn(Backend::Postgres).await;
+    // A short acquire timeout, so the outage shows quickly.
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let app = TestApp::spawn_on(db, |s| s.set("database_acquire_timeout", "1")).await;
     assert_eq!(
         app.get("/readyz").send().await.unwrap().status(),
         StatusCode::OK

@@ -1,0 +1,317 @@
+//! Refresh-token rotation and reuse detection (RFC 6749 §6, §10.4; RFC 9700 §4.14), with a retry window that hands back the successor already earned. Uses: store, crypto, clock, model.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use time::OffsetDateTime;
+
+use super::token::{Target, TokenResponse, audience, narrowed_scope};
+use super::{Error, Issuer};
+use crate::crypto::random_bytes;
+use crate::crypto::secrets::sha256;
+use crate::model::{AuditEvent, Client, GrantType, NewRefreshToken, RefreshTokenRecord};
+
+/// The prefix that lets secret scanners spot a leaked refresh token.
+pub const REFRESH_TOKEN_PREFIX: &str = "tsr_";
+
+/// Rows per housekeeping statement, so no pass holds locks for long.
+const PURGE_BATCH: u32 = 500;
+
+/// A refresh token in clear: `tsr_` + base64url(session id (16 bytes) || 32 random bytes).
+/// Only its SHA-256 digest is stored; `Debug` is redacted.
+pub struct RefreshToken(String);
+
+impl RefreshToken {
+    fn generate(session_id: uuid::Uuid) -> Self {
+        let mut raw = [0u8; 48];
+        raw[..16].copy_from_slice(session_id.as_bytes());
+        raw[16..].copy_from_slice(&random_bytes::<32>());
+        Self(format!(
+            "{REFRESH_TOKEN_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(raw)
+        ))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        sha256(self.0.as_bytes())
+    }
+}
+
+impl fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefreshToken([redacted])")
+    }
+}
+
+/// The session id a presented token names, and the digest to look it up by. Every lookup is by
+/// (session id, digest), so rotation only touches one session's rows.
+pub fn parse_refresh_token(token: &str) -> Option<(uuid::Uuid, [u8; 32])> {
+    let encoded = token.strip_prefix(REFRESH_TOKEN_PREFIX)?;
+    let raw = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    if raw.len() != 48 {
+        return None;
+    }
+    let session_id = uuid::Uuid::from_slice(&raw[..16]).ok()?;
+    Some((session_id, sha256(token.as_bytes())))
+}
+
+/// Binds a sealed successor to the row it belongs to.
+fn successor_aad(session_id: uuid::Uuid, consumed_digest: &[u8; 32]) -> Vec<u8> {
+    let mut aad = session_id.as_bytes().to_vec();
+    aad.extend_from_slice(consumed_digest);
+    aad
+}
+
+impl Issuer {
+    /// A fresh refresh token for a new session, to be stored with it.
+    pub(crate) fn first_refresh_token(
+        &self,
+        session_id: uuid::Uuid,
+        scope: &str,
+        now: OffsetDateTime,
+    ) -> (RefreshToken, NewRefreshToken) {
+        let token = RefreshToken::generate(session_id);
+        let record = NewRefreshToken {
+            session_id,
+            token_digest: token.digest(),
+            scope: scope.to_owned(),
+            created_at: now,
+            idle_expires_at: now + self.policy.refresh_token_idle_ttl,
+        };
+        (token, record)
+    }
+
+    /// RFC 6749 §6, rotating. Valid: consumed, successor returned. Consumed already: inside the
+    /// retry window with its successor unused, that same successor again; otherwise reuse,
+    /// which revokes the whole session. Expired, revoked, unknown or another client's: plain
+    /// `invalid_grant`, nothing changed.
+    #[tracing::instrument(skip_all, fields(client_id = %client.client_id))]
+    pub async fn refresh(
+        &self,
+        client: &Client,
+        presented: &str,
+        scope: Option<&str>,
+        target: Target<'_>,
+        source_addr: Option<&str>,
+    ) -> Result<TokenResponse, Error> {
+        if !client.allows(GrantType::RefreshToken) {
+            return Err(Error::UnauthorizedClient);
+        }
+        let (session_id, digest) = parse_refresh_token(presented).ok_or(Error::InvalidGrant)?;
+        let record = self
+            .store
+            .find_refresh_token(session_id, &digest)
+            .await?
+            .ok_or(Error::InvalidGrant)?;
+        // A token is only usable by the client it was issued to; another client learns nothing
+        // and changes nothing.
+        if record.client_id != client.client_id {
+            return Err(Error::InvalidGrant);
+        }
+        let audience = audience(client, target)?;
+        let scope = narrowed_scope(&record.scope, scope)?;
+        let now = self.clock.now();
+        if record.session_revoked_at.is_some() || record.revoked_at.is_some() {
+            return Err(Error::InvalidGrant);
+        }
+        if let Some(consumed_at) = record.consumed_at {
+            return self
+                .consumed(
+                    client,
+                    &record,
+                    consumed_at,
+                    now,
+                    audience,
+                    &scope,
+                    source_addr,
+                )
+                .await;
+        }
+        if record.user_disabled {
+            self.revoke_session_for(&record, "user_disabled", now, None)
+                .await?;
+            return Err(Error::InvalidGrant);
+        }
+        if now >= record.idle_expires_at || now >= record.session_expires_at {
+            return Err(Error::InvalidGrant);
+        }
+
+        let successor = RefreshToken::generate(session_id);
+        let next = NewRefreshToken {
+            session_id,
+            token_digest: successor.digest(),
+            scope: scope.clone(),
+            created_at: now,
+            idle_expires_at: now + self.policy.refresh_token_idle_ttl,
+        };
+        let sealed = self
+            .master_key
+            .seal(
+                successor.expose().as_bytes(),
+                &successor_aad(session_id, &digest),
+            )
+            .map_err(|_| Error::Internal(crate::store::StoreError::Other { kind: "seal" }))?;
+        if self
+            .store
+            .consume_refresh_token(&digest, &next, &sealed, now)
+            .await?
+        {
+            tracing::info!(session_id = %session_id, "refresh token rotated");
+            let sid = session_id.to_string();
+            let mut response = self.issue(
+                client,
+                &record.user_id.to_string(),
+                audience,
+                &scope,
+                Some(&sid),
+            )?;
+            response.refresh_token = Some(successor.expose().to_owned());
+            return Ok(response);
+        }
+        // Another request consumed it first (or it was revoked meanwhile): judge it as consumed.
+        let record = self
+            .store
+            .find_refresh_token(session_id, &digest)
+            .await?
+            .ok_or(Error::InvalidGrant)?;
+        match record.consumed_at {
+            Some(consumed_at) if record.session_revoked_at.is_none() => {
+                self.consumed(
+                    client,
+                    &record,
+                    consumed_at,
+                    now,
+                    audience,
+                    &scope,
+                    source_addr,
+                )
+                .await
+            }
+            _ => Err(Error::InvalidGrant),
+        }
+    }
+
+    /// A consumed token presented again.
+    #[allow(clippy::too_many_arguments)]
+    async fn consumed(
+        &self,
+        client: &Client,
+        record: &RefreshTokenRecord,
+        consumed_at: OffsetDateTime,
+        now: OffsetDateTime,
+        audience: &str,
+        scope: &str,
+        source_addr: Option<&str>,
+    ) -> Result<TokenResponse, Error> {
+        let within_window = now < consumed_at + self.policy.refresh_reuse_grace;
+        // A retry (a lost response, a second tab) gets the successor it already earned, as
+        // long as nobody has used that successor yet: never a second live token.
+        let earned = record
+            .successor_ciphertext
+            .as_ref()
+            .filter(|_| within_window && record.successor_unused)
+            .and_then(|sealed| {
+                let aad = successor_aad(record.session_id, &record.token_digest);
+                self.master_key.open(sealed, &aad).ok()
+            })
+            .and_then(|plain| String::from_utf8(plain).ok());
+        if let Some(successor) = earned {
+            tracing::info!(session_id = %record.session_id, "refresh retried inside the window");
+            let sid = record.session_id.to_string();
+            let subject = record.user_id.to_string();
+            let mut response = self.issue(client, &subject, audience, scope, Some(&sid))?;
+            response.refresh_token = Some(successor);
+            return Ok(response);
+        }
+        tracing::warn!(session_id = %record.session_id, "refresh token reuse detected; revoking the session");
+        let event = AuditEvent {
+            event_type: "refresh_token_reuse_detected",
+            actor: Some(client.client_id.clone()),
+            subject: Some(record.user_id.to_string()),
+            client_id: Some(client.client_id.clone()),
+            session_id: Some(record.session_id),
+            source_addr: source_addr.map(str::to_owned),
+            detail: serde_json::json!({
+                "consumed_at": consumed_at.unix_timestamp(),
+                "within_retry_window": within_window,
+            }),
+            created_at: now,
+        };
+        self.revoke_session_for(record, "refresh_token_reuse", now, Some(&event))
+            .await?;
+        Err(Error::InvalidGrant)
+    }
+
+    async fn revoke_session_for(
+        &self,
+        record: &RefreshTokenRecord,
+        reason: &str,
+        now: OffsetDateTime,
+        event: Option<&AuditEvent>,
+    ) -> Result<(), Error> {
+        // Access tokens carrying the sid stay inactive until the last of them has expired.
+        let expire_at = now + self.policy.access_token_ttl;
+        self.store
+            .revoke_session(record.session_id, reason, now, expire_at, event)
+            .await?;
+        Ok(())
+    }
+
+    /// One housekeeping pass: erases retry-window successors whose window has closed and
+    /// deletes rows of no further use, in small batches. Returns the rows touched.
+    pub async fn housekeeping(&self) -> Result<u64, Error> {
+        let now = self.clock.now();
+        let erase_before = now - self.policy.refresh_reuse_grace;
+        let mut total = 0;
+        for _ in 0..20 {
+            let touched = self
+                .store
+                .purge_batch(now, erase_before, PURGE_BATCH)
+                .await?;
+            total += touched;
+            if touched < u64::from(PURGE_BATCH) {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Housekeeping every minute until aborted (one instance at a time does the work).
+    pub async fn run_housekeeping(self: std::sync::Arc<Self>) {
+        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(60));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match self.housekeeping().await {
+                Ok(0) => {}
+                Ok(touched) => tracing::info!(touched, "housekeeping"),
+                Err(error) => tracing::warn!(%error, "housekeeping failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_carry_their_session_and_256_bits() {
+        let session = uuid::Uuid::new_v4();
+        let token = RefreshToken::generate(session);
+        assert!(token.expose().starts_with("tsr_"));
+        let (parsed, digest) = parse_refresh_token(token.expose()).unwrap();
+        assert_eq!(parsed, session);
+        assert_eq!(digest, token.digest());
+        assert_ne!(RefreshToken::generate(session).expose(), token.expose());
+        assert_eq!(format!("{token:?}"), "RefreshToken([redacted])");
+        assert!(parse_refresh_token("tsr_short").is_none());
+        assert!(parse_refresh_token("tss_whatever").is_none());
+        assert!(parse_refresh_token("").is_none());
+    }
+}
