@@ -14,6 +14,9 @@ use tessera::model::{Client, User};
 use tessera::server::{self, Server};
 use tessera::{http, store};
 
+/// The actor the audit log names for changes made on the command line.
+const CLI_ACTOR: &str = "cli";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tessera",
@@ -44,6 +47,28 @@ pub enum Command {
     /// Users: create, disable, enable.
     #[command(subcommand)]
     User(UserCommand),
+    /// Revoke everything of a subject, client or session, or a signing key (running servers
+    /// follow within a second).
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RevokeArgs {
+    /// Offboarding: every session and access token of this subject (user id or username).
+    #[arg(long)]
+    subject: Option<String>,
+    /// Everything issued to this client.
+    #[arg(long)]
+    client: Option<String>,
+    /// One session (a `sid`).
+    #[arg(long)]
+    session: Option<String>,
+    /// Signing-key compromise: the key leaves the JWKS, its tokens turn inactive.
+    #[arg(long)]
+    kid: Option<String>,
+    /// With --subject or --client: also disable the user or client.
+    #[arg(long)]
+    disable: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +141,7 @@ impl Command {
             Self::Keys(command) => with_issuer(config, |issuer| command.run(issuer)).await,
             Self::Client(command) => with_issuer(config, |issuer| command.run(issuer)).await,
             Self::User(command) => with_issuer(config, |issuer| command.run(issuer)).await,
+            Self::Revoke(args) => with_issuer(config, |issuer| args.run(issuer)).await,
         }
     }
 }
@@ -189,7 +215,7 @@ impl KeysCommand {
                 }
             }
             Self::Rotate { force } => {
-                let kid = keys.rotate(force).await?;
+                let kid = issuer.rotate_keys(CLI_ACTOR, force).await?;
                 println!("Rotated: {kid} now signs; the previous key is retired.");
             }
             Self::Revoke { kid } => {
@@ -218,16 +244,19 @@ impl ClientCommand {
                 introspect,
             } => {
                 let (client, secret) = issuer
-                    .create_client(NewClient {
-                        client_id,
-                        name,
-                        grant_types,
-                        scopes,
-                        audiences,
-                        public,
-                        admin,
-                        introspect,
-                    })
+                    .create_client(
+                        CLI_ACTOR,
+                        NewClient {
+                            client_id,
+                            name,
+                            grant_types,
+                            scopes,
+                            audiences,
+                            public,
+                            admin,
+                            introspect,
+                        },
+                    )
                     .await?;
                 print_client(&client);
                 if let Some(secret) = secret {
@@ -236,7 +265,7 @@ impl ClientCommand {
             }
             Self::Show { client_id } => print_client(&issuer.client(&client_id).await?),
             Self::RotateSecret { client_id } => {
-                let secret = issuer.rotate_client_secret(&client_id).await?;
+                let secret = issuer.rotate_client_secret(CLI_ACTOR, &client_id).await?;
                 println!("client_id:     {client_id}");
                 println!(
                     "client_secret: {}  (shown once; the old secret no longer works)",
@@ -258,13 +287,13 @@ impl UserCommand {
                     .read_line(&mut password)
                     .context("cannot read the password from standard input")?;
                 let password = password.trim_end_matches(['\r', '\n']);
-                print_user(&issuer.create_user(&username, password).await?);
+                print_user(&issuer.create_user(CLI_ACTOR, &username, password).await?);
             }
             Self::Disable { username } => {
                 let user = issuer.user_by_name(&username).await?;
                 print_user(
                     &issuer
-                        .update_user(&user.user_id.to_string(), Some(true), None)
+                        .update_user(CLI_ACTOR, &user.user_id.to_string(), Some(true), None)
                         .await?,
                 );
             }
@@ -272,11 +301,29 @@ impl UserCommand {
                 let user = issuer.user_by_name(&username).await?;
                 print_user(
                     &issuer
-                        .update_user(&user.user_id.to_string(), Some(false), None)
+                        .update_user(CLI_ACTOR, &user.user_id.to_string(), Some(false), None)
                         .await?,
                 );
             }
         }
+        Ok(())
+    }
+}
+
+impl RevokeArgs {
+    async fn run(self, issuer: Arc<Issuer>) -> anyhow::Result<()> {
+        use tessera::domain::revoke::Selector;
+        let selector = match (self.subject, self.client, self.session, self.kid) {
+            (Some(v), None, None, None) => Selector::Subject(v),
+            (None, Some(v), None, None) => Selector::ClientId(v),
+            (None, None, Some(v), None) => Selector::SessionId(v),
+            (None, None, None, Some(v)) => Selector::Kid(v),
+            _ => anyhow::bail!("give exactly one of --subject, --client, --session, --kid"),
+        };
+        let summary = issuer
+            .revoke_selector(CLI_ACTOR, selector, self.disable, None)
+            .await?;
+        println!("{}", serde_json::to_string(&summary)?);
         Ok(())
     }
 }

@@ -44,6 +44,7 @@ impl Issuer {
     /// Registers a client; a confidential one gets a generated secret, returned once.
     pub async fn create_client(
         &self,
+        actor: &str,
         request: NewClient,
     ) -> Result<(Client, Option<ClientSecret>), Error> {
         let client_id = match request.client_id {
@@ -129,6 +130,18 @@ impl Issuer {
         })?;
         self.sync().await?;
         tracing::info!(client_id = %client.client_id, admin = client.is_admin, "client created");
+        self.admin_event(
+            "client_created",
+            actor,
+            None,
+            Some(&client.client_id),
+            serde_json::json!({
+                "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+                "admin": client.is_admin,
+                "introspect": client.can_introspect,
+            }),
+        )
+        .await;
         Ok((client, secret))
     }
 
@@ -140,7 +153,11 @@ impl Issuer {
     }
 
     /// A new secret; the old one stops working at once, on every instance within the feed bound.
-    pub async fn rotate_client_secret(&self, client_id: &str) -> Result<ClientSecret, Error> {
+    pub async fn rotate_client_secret(
+        &self,
+        actor: &str,
+        client_id: &str,
+    ) -> Result<ClientSecret, Error> {
         let client = self.client(client_id).await?;
         if client.is_public() {
             return Err(Error::invalid_request("a public client has no secret"));
@@ -156,10 +173,23 @@ impl Issuer {
         }
         self.sync().await?;
         tracing::info!(%client_id, "client secret rotated");
+        self.admin_event(
+            "client_secret_rotated",
+            actor,
+            None,
+            Some(client_id),
+            serde_json::json!({}),
+        )
+        .await;
         Ok(secret)
     }
 
-    pub async fn create_user(&self, username: &str, password: &str) -> Result<User, Error> {
+    pub async fn create_user(
+        &self,
+        actor: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<User, Error> {
         let username = username.trim();
         if username.is_empty()
             || username.chars().count() > 128
@@ -187,6 +217,14 @@ impl Issuer {
             other => other.into(),
         })?;
         tracing::info!(user_id = %user.user_id, "user created");
+        self.admin_event(
+            "user_created",
+            actor,
+            Some(user.user_id.to_string()),
+            None,
+            serde_json::json!({}),
+        )
+        .await;
         Ok(user)
     }
 
@@ -201,6 +239,7 @@ impl Issuer {
     /// Enables, disables (revoking every session of the user) or sets a new password.
     pub async fn update_user(
         &self,
+        actor: &str,
         user_id: &str,
         disabled: Option<bool>,
         password: Option<&str>,
@@ -219,6 +258,20 @@ impl Issuer {
             .await?
             .ok_or(Error::NotFound("user"))?;
         tracing::info!(user_id = %user.user_id, disabled = user.disabled, "user updated");
+        let event_type = match disabled {
+            Some(true) => "user_disabled",
+            Some(false) => "user_enabled",
+            None => "user_updated",
+        };
+        let detail = serde_json::json!({"password_changed": password.is_some()});
+        self.admin_event(
+            event_type,
+            actor,
+            Some(user.user_id.to_string()),
+            None,
+            detail,
+        )
+        .await;
         Ok(user)
     }
 
@@ -269,15 +322,18 @@ impl Issuer {
             return Ok(None);
         }
         let (client, secret) = self
-            .create_client(NewClient {
-                client_id: Some("admin".into()),
-                name: Some("generated admin".into()),
-                grant_types: vec!["client_credentials".into()],
-                audiences: vec![self.issuer.clone()],
-                admin: true,
-                introspect: true,
-                ..NewClient::default()
-            })
+            .create_client(
+                "bootstrap",
+                NewClient {
+                    client_id: Some("admin".into()),
+                    name: Some("generated admin".into()),
+                    grant_types: vec!["client_credentials".into()],
+                    audiences: vec![self.issuer.clone()],
+                    admin: true,
+                    introspect: true,
+                    ..NewClient::default()
+                },
+            )
             .await?;
         Ok(secret.map(|s| (client.client_id, s)))
     }
@@ -288,6 +344,43 @@ impl Issuer {
 
     pub fn store(&self) -> &Arc<dyn crate::store::Store> {
         &self.store
+    }
+}
+
+impl Issuer {
+    /// Rotates the signing key on an admin's request, and records it.
+    pub async fn rotate_keys(&self, actor: &str, force: bool) -> Result<String, Error> {
+        let kid = self.keys.rotate(force).await?;
+        self.admin_event(
+            "key_rotated",
+            actor,
+            None,
+            None,
+            serde_json::json!({"kid": kid}),
+        )
+        .await;
+        Ok(kid)
+    }
+
+    async fn admin_event(
+        &self,
+        event_type: &'static str,
+        actor: &str,
+        subject: Option<String>,
+        client_id: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        self.record(crate::model::AuditEvent {
+            event_type,
+            actor: Some(actor.to_owned()),
+            subject,
+            client_id: client_id.map(str::to_owned),
+            session_id: None,
+            source_addr: None,
+            detail,
+            created_at: self.clock.now(),
+        })
+        .await;
     }
 }
 

@@ -13,6 +13,8 @@ pub mod clients;
 pub mod keys;
 pub mod passwords;
 pub mod refresh;
+pub mod revocations;
+pub mod revoke;
 pub mod throttle;
 pub mod token;
 
@@ -109,6 +111,7 @@ pub struct Issuer {
     clock: Arc<dyn Clock>,
     keys: Arc<KeyRing>,
     clients: ClientRegistry,
+    revocations: revocations::RevocationState,
     throttle: Throttle,
     passwords: PasswordHasher,
     /// Seals retry-window successors; the signing keys are sealed under it too.
@@ -132,11 +135,14 @@ impl Issuer {
         let clients = ClientRegistry::load(store.as_ref(), version).await?;
         let throttle = Throttle::new(Arc::clone(&store), Arc::clone(&clock));
         throttle.refresh().await?;
+        let revocations = revocations::RevocationState::default();
+        revocations.catch_up(store.as_ref(), clock.now()).await?;
         Ok(Self {
             store,
             clock,
             keys,
             clients,
+            revocations,
             throttle,
             passwords,
             master_key,
@@ -147,6 +153,10 @@ impl Issuer {
 
     pub fn keys(&self) -> &Arc<KeyRing> {
         &self.keys
+    }
+
+    pub fn revocations(&self) -> &revocations::RevocationState {
+        &self.revocations
     }
 
     /// The `iss` of every token and the base of every metadata URL.

@@ -77,6 +77,16 @@ impl Issuer {
             _ => {
                 self.throttle.failure(subject).await?;
                 tracing::info!("password login failed");
+                // No username for unknown users: it may be a mistyped password.
+                let mut event = self.event(
+                    "login_failed",
+                    &client.client_id,
+                    None,
+                    serde_json::json!({}),
+                );
+                event.client_id = Some(client.client_id.clone());
+                event.subject = user.map(|u| u.user_id.to_string());
+                self.record(event).await;
                 return Err(Error::InvalidGrant);
             }
         };
@@ -99,6 +109,16 @@ impl Issuer {
             .await?;
         let sid = session.session_id.to_string();
         tracing::info!(session_id = %sid, "session created");
+        let mut event = self.event(
+            "session_created",
+            &client.client_id,
+            None,
+            serde_json::json!({"scope": scope}),
+        );
+        event.subject = Some(user.user_id.to_string());
+        event.client_id = Some(client.client_id.clone());
+        event.session_id = Some(session.session_id);
+        self.record(event).await;
         let subject = user.user_id.to_string();
         let mut response = self.issue(client, &subject, audience, &scope, Some(&sid))?;
         response.refresh_token = first.map(|(token, _)| token.expose().to_owned());

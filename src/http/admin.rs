@@ -110,21 +110,24 @@ impl From<User> for UserView {
 
 pub async fn create_client(
     State(app): State<AppState>,
-    _admin: AdminClient,
+    AdminClient(admin): AdminClient,
     JsonBody(body): JsonBody<CreateClient>,
 ) -> Result<Response, ApiError> {
     let (client, secret) = app
         .issuer
-        .create_client(NewClient {
-            client_id: body.client_id,
-            name: body.name,
-            grant_types: body.grant_types,
-            scopes: body.scopes,
-            audiences: body.audiences,
-            public: body.public,
-            admin: body.admin,
-            introspect: body.introspect,
-        })
+        .create_client(
+            &admin.client_id,
+            NewClient {
+                client_id: body.client_id,
+                name: body.name,
+                grant_types: body.grant_types,
+                scopes: body.scopes,
+                audiences: body.audiences,
+                public: body.public,
+                admin: body.admin,
+                introspect: body.introspect,
+            },
+        )
         .await?;
     let view = ClientView::new(client, secret.map(|s| s.expose().to_owned()));
     Ok((StatusCode::CREATED, no_store(), Json(view)).into_response())
@@ -143,35 +146,43 @@ pub async fn get_client(
 
 pub async fn rotate_client_secret(
     State(app): State<AppState>,
-    _admin: AdminClient,
+    AdminClient(admin): AdminClient,
     Path(client_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let secret = app.issuer.rotate_client_secret(&client_id).await?;
+    let secret = app
+        .issuer
+        .rotate_client_secret(&admin.client_id, &client_id)
+        .await?;
     let body = serde_json::json!({ "client_id": client_id, "client_secret": secret.expose() });
     Ok((no_store(), Json(body)).into_response())
 }
 
 pub async fn create_user(
     State(app): State<AppState>,
-    _admin: AdminClient,
+    AdminClient(admin): AdminClient,
     JsonBody(body): JsonBody<CreateUser>,
 ) -> Result<Response, ApiError> {
     let user = app
         .issuer
-        .create_user(&body.username, &body.password)
+        .create_user(&admin.client_id, &body.username, &body.password)
         .await?;
     Ok((StatusCode::CREATED, Json(UserView::from(user))).into_response())
 }
 
 pub async fn update_user(
     State(app): State<AppState>,
-    _admin: AdminClient,
+    AdminClient(admin): AdminClient,
     Path(user_id): Path<String>,
     JsonBody(body): JsonBody<UpdateUser>,
 ) -> Result<Json<UserView>, ApiError> {
     let user = app
         .issuer
-        .update_user(&user_id, body.disabled, body.password.as_deref())
+        .update_user(
+            &admin.client_id,
+            &user_id,
+            body.disabled,
+            body.password.as_deref(),
+        )
         .await?;
     Ok(Json(user.into()))
 }
@@ -185,14 +196,9 @@ pub async fn list_keys(
 
 pub async fn rotate_keys(
     State(app): State<AppState>,
-    _admin: AdminClient,
+    AdminClient(admin): AdminClient,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let kid = app
-        .issuer
-        .keys()
-        .rotate(false)
-        .await
-        .map_err(crate::domain::Error::from)?;
+    let kid = app.issuer.rotate_keys(&admin.client_id, false).await?;
     Ok(Json(serde_json::json!({ "kid": kid })))
 }
 

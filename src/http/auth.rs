@@ -18,6 +18,23 @@ pub fn client_credentials(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<ClientCredentials, ApiError> {
+    credentials(headers, params, false)
+}
+
+/// As [`client_credentials`], for POST /revoke: with HTTP Basic, a form `client_id` is the
+/// admin selector, not a second statement of the caller's identity.
+pub fn revocation_credentials(
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<ClientCredentials, ApiError> {
+    credentials(headers, params, true)
+}
+
+fn credentials(
+    headers: &HeaderMap,
+    params: &Params,
+    client_id_is_selector: bool,
+) -> Result<ClientCredentials, ApiError> {
     let form_id = params.get("client_id");
     let form_secret = params.get("client_secret");
     if let Some((id, secret)) = basic(headers)? {
@@ -26,7 +43,7 @@ pub fn client_credentials(
                 Error::invalid_request("use one client authentication method, not two").into(),
             );
         }
-        if form_id.is_some_and(|form_id| form_id != id) {
+        if !client_id_is_selector && form_id.is_some_and(|form_id| form_id != id) {
             return Err(
                 Error::invalid_request("client_id differs from the authenticated client").into(),
             );

@@ -7,16 +7,22 @@ use serde::Serialize;
 
 use super::AppState;
 
+const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+
 #[derive(Serialize)]
 struct Metadata<'a> {
     issuer: &'a str,
     token_endpoint: String,
     jwks_uri: String,
+    revocation_endpoint: String,
+    introspection_endpoint: String,
     /// REQUIRED by RFC 8414 §2; Tessera has no authorization endpoint, so none.
     response_types_supported: [&'a str; 0],
     /// Omitting it would mean "authorization_code and implicit" (RFC 8414 §2).
     grant_types_supported: [&'a str; 3],
     token_endpoint_auth_methods_supported: [&'a str; 3],
+    revocation_endpoint_auth_methods_supported: [&'a str; 3],
+    introspection_endpoint_auth_methods_supported: [&'a str; 2],
     scopes_supported: Vec<String>,
 }
 
@@ -26,12 +32,16 @@ pub async fn get(State(app): State<AppState>) -> axum::response::Response {
         issuer,
         token_endpoint: format!("{issuer}/token"),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        revocation_endpoint: format!("{issuer}/revoke"),
+        introspection_endpoint: format!("{issuer}/introspect"),
         response_types_supported: [],
         grant_types_supported: ["client_credentials", "password", "refresh_token"],
-        token_endpoint_auth_methods_supported: [
+        token_endpoint_auth_methods_supported: AUTH_METHODS,
+        revocation_endpoint_auth_methods_supported: AUTH_METHODS,
+        // Introspection is for confidential clients only.
+        introspection_endpoint_auth_methods_supported: [
             "client_secret_basic",
             "client_secret_post",
-            "none",
         ],
         scopes_supported: app.issuer.registry().scopes(),
     };

@@ -28,6 +28,7 @@ mod form;
 mod health;
 mod jwks;
 mod metadata;
+mod revoke;
 mod token;
 
 pub use error::ApiError;
@@ -90,6 +91,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/.well-known/jwks.json", get(jwks::get))
         .route("/token", post(token::post))
         .route("/refresh", post(token::refresh))
+        .route("/revoke", post(revoke::revoke))
+        .route("/introspect", post(revoke::introspect))
+        .route("/admin/audit", get(revoke::audit))
         .route("/admin/clients", post(admin::create_client))
         .route("/admin/clients/{client_id}", get(admin::get_client))
         .route(

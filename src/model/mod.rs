@@ -247,3 +247,66 @@ pub struct AuditEvent {
     pub detail: serde_json::Value,
     pub created_at: time::OffsetDateTime,
 }
+
+/// What a revocation entry covers (CONTRACT: POST /revoke).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevocationKind {
+    /// One access token, by `jti`, until its `exp`.
+    Jti,
+    /// Every token carrying the `sid`.
+    Session,
+    /// Every token of the subject issued at or before the cut-off.
+    Subject,
+    /// Every token of the client issued at or before the cut-off.
+    Client,
+}
+
+impl RevocationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jti => "jti",
+            Self::Session => "session",
+            Self::Subject => "subject",
+            Self::Client => "client",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Jti, Self::Session, Self::Subject, Self::Client]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// A stored revocation.
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    pub revocation_id: i64,
+    pub kind: RevocationKind,
+    pub value: String,
+    pub revoked_at: time::OffsetDateTime,
+    pub expires_at: time::OffsetDateTime,
+}
+
+/// A stored audit event, as the admin API lists it.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub audit_event_id: i64,
+    pub created_at: time::OffsetDateTime,
+    pub event_type: String,
+    pub actor: Option<String>,
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub session_id: Option<String>,
+    pub source_addr: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// Filters of GET /admin/audit.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub event_type: Option<String>,
+    pub limit: u32,
+}

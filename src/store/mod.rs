@@ -7,8 +7,9 @@ use time::OffsetDateTime;
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::model::{
-    AuditEvent, Client, ClientSecretHash, GrantType, KeyState, NewRefreshToken, NewSigningKey,
-    RefreshTokenRecord, Session, SigningKey, User,
+    AuditEvent, AuditFilter, AuditRecord, Client, ClientSecretHash, GrantType, KeyState,
+    NewRefreshToken, NewSigningKey, RefreshTokenRecord, Revocation, RevocationKind, Session,
+    SigningKey, User,
 };
 
 mod postgres;
@@ -165,6 +166,41 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     async fn add_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Newest first.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Records a revocation and its audit event, and announces it.
+    async fn add_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Revocations still in force at `now` with an id above `after`, in id order.
+    async fn list_revocations(
+        &self,
+        after: i64,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Revocation>, StoreError>;
+
+    /// Offboarding or a client's compromise, in one transaction: every live session of the
+    /// user (`Subject`) or client (`Client`) and its refresh tokens revoked, a cut-off recorded
+    /// for its access tokens (in force until `cutoff_expires_at`), the user or client disabled
+    /// if asked, the audit event written. Returns the sessions revoked.
+    async fn revoke_principal(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        disable: bool,
+        now: OffsetDateTime,
+        cutoff_expires_at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
 
     /// One housekeeping batch, skipped if another instance is doing it: erases successors
     /// whose retry window closed before `erase_before`, and deletes refresh tokens, sessions,

@@ -11,8 +11,8 @@ use super::{
 };
 use crate::config::DatabaseConfig;
 use crate::model::{
-    AuditEvent, Client, ClientSecretHash, KeyState, NewRefreshToken, NewSigningKey,
-    RefreshTokenRecord, Session, SigningKey, User,
+    AuditEvent, AuditFilter, AuditRecord, Client, ClientSecretHash, KeyState, NewRefreshToken,
+    NewSigningKey, RefreshTokenRecord, Revocation, RevocationKind, Session, SigningKey, User,
 };
 
 /// Only one instance at a time runs housekeeping.
@@ -75,6 +75,60 @@ async fn insert_refresh(
     .bind(&token.scope)
     .bind(token.created_at)
     .bind(token.idle_expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    audit_event_id: i64,
+    created_at: OffsetDateTime,
+    event_type: String,
+    actor: Option<String>,
+    subject: Option<String>,
+    client_id: Option<String>,
+    session_id: Option<String>,
+    source_addr: Option<String>,
+    detail: String,
+}
+
+impl TryFrom<AuditRow> for AuditRecord {
+    type Error = StoreError;
+
+    fn try_from(row: AuditRow) -> Result<Self, StoreError> {
+        Ok(AuditRecord {
+            audit_event_id: row.audit_event_id,
+            created_at: row.created_at,
+            event_type: row.event_type,
+            actor: row.actor,
+            subject: row.subject,
+            client_id: row.client_id,
+            session_id: row.session_id,
+            source_addr: row.source_addr,
+            detail: serde_json::from_str(&row.detail)
+                .map_err(|_| StoreError::Other { kind: "decode" })?,
+        })
+    }
+}
+
+async fn insert_revocation(
+    tx: &mut Transaction<'_, Postgres>,
+    kind: RevocationKind,
+    value: &str,
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    actor: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at)
+         values ($1, $2, $3, $4, $5, $3)",
+    )
+    .bind(kind.as_str())
+    .bind(value)
+    .bind(now)
+    .bind(expires_at)
+    .bind(actor)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -750,6 +804,154 @@ impl Store for PgStore {
         insert_audit(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "select audit_event_id, created_at, event_type, actor, subject, client_id,
+                    session_id::text as session_id, source_addr, detail::text as detail
+             from audit_event
+             where ($1::text is null or subject = $1) and ($2::text is null or client_id = $2)
+               and ($3::text is null or event_type = $3)
+             order by audit_event_id desc limit $4",
+        )
+        .bind(&filter.subject)
+        .bind(&filter.client_id)
+        .bind(&filter.event_type)
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(AuditRecord::try_from).collect()
+    }
+
+    async fn add_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_revocation(
+            &mut tx,
+            kind,
+            value,
+            now,
+            expires_at,
+            audit.actor.as_deref(),
+        )
+        .await?;
+        announce(&mut tx, topic::REVOCATIONS, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_revocations(
+        &self,
+        after: i64,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        let rows: Vec<(i64, String, String, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
+            "select revocation_id, kind, value, revoked_at, expires_at from revocation
+             where revocation_id > $1 and expires_at > $2 order by revocation_id limit $3",
+        )
+        .bind(after)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(revocation_id, kind, value, revoked_at, expires_at)| {
+                Ok(Revocation {
+                    revocation_id,
+                    kind: RevocationKind::parse(&kind)
+                        .ok_or(StoreError::Other { kind: "decode" })?,
+                    value,
+                    revoked_at,
+                    expires_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_principal(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        disable: bool,
+        now: OffsetDateTime,
+        cutoff_expires_at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let user_id = uuid::Uuid::parse_str(value).ok();
+        let sessions: Vec<uuid::Uuid> = match kind {
+            RevocationKind::Subject => {
+                sqlx::query_scalar(
+                    "update session set revoked_at = $2, revoked_reason = 'subject_revoked'
+                     where user_id = $1 and revoked_at is null returning session_id",
+                )
+                .bind(user_id)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            _ => {
+                sqlx::query_scalar(
+                    "update session set revoked_at = $2, revoked_reason = 'client_revoked'
+                     where client_id = $1 and revoked_at is null returning session_id",
+                )
+                .bind(value)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+        };
+        sqlx::query(
+            "update refresh_token set revoked_at = coalesce(revoked_at, $2), successor_ciphertext = null
+             where session_id = any($1) and (revoked_at is null or successor_ciphertext is not null)",
+        )
+        .bind(&sessions)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_revocation(
+            &mut tx,
+            kind,
+            value,
+            now,
+            cutoff_expires_at,
+            audit.actor.as_deref(),
+        )
+        .await?;
+        if disable {
+            match kind {
+                RevocationKind::Subject => {
+                    sqlx::query("update user_account set disabled = true, updated_at = $2 where user_id = $1")
+                        .bind(user_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                _ => {
+                    sqlx::query(
+                        "update client set disabled = true, updated_at = $2 where client_id = $1",
+                    )
+                    .bind(value)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    announce(&mut tx, topic::CLIENTS, now).await?;
+                }
+            }
+        }
+        announce(&mut tx, topic::REVOCATIONS, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(sessions.len() as u64)
     }
 
     async fn purge_batch(

@@ -18,9 +18,31 @@ use super::{
 };
 use crate::config::DatabaseConfig;
 use crate::model::{
-    AuditEvent, Client, ClientSecretHash, KeyState, NewRefreshToken, NewSigningKey,
-    RefreshTokenRecord, Session, SigningKey, User,
+    AuditEvent, AuditFilter, AuditRecord, Client, ClientSecretHash, KeyState, NewRefreshToken,
+    NewSigningKey, RefreshTokenRecord, Revocation, RevocationKind, Session, SigningKey, User,
 };
+
+async fn insert_revocation(
+    tx: &mut Transaction<'_, Sqlite>,
+    kind: RevocationKind,
+    value: &str,
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    actor: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at)
+         values ($1, $2, $3, $4, $5, $3)",
+    )
+    .bind(kind.as_str())
+    .bind(value)
+    .bind(ms(now))
+    .bind(ms(expires_at))
+    .bind(actor)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -741,6 +763,167 @@ impl Store for SqliteStore {
         insert_audit(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, String)> =
+            sqlx::query_as(
+                "select audit_event_id, created_at, event_type, actor, subject, client_id, session_id, source_addr, detail
+                 from audit_event
+                 where ($1 is null or subject = $1) and ($2 is null or client_id = $2) and ($3 is null or event_type = $3)
+                 order by audit_event_id desc limit $4",
+            )
+            .bind(&filter.subject)
+            .bind(&filter.client_id)
+            .bind(&filter.event_type)
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(
+                |(
+                    id,
+                    created_at,
+                    event_type,
+                    actor,
+                    subject,
+                    client_id,
+                    session_id,
+                    source_addr,
+                    detail,
+                )| {
+                    Ok(AuditRecord {
+                        audit_event_id: id,
+                        created_at: from_ms(created_at)?,
+                        event_type,
+                        actor,
+                        subject,
+                        client_id,
+                        session_id,
+                        source_addr,
+                        detail: serde_json::from_str(&detail)
+                            .map_err(|_| StoreError::Other { kind: "decode" })?,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn add_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        insert_revocation(
+            &mut tx,
+            kind,
+            value,
+            now,
+            expires_at,
+            audit.actor.as_deref(),
+        )
+        .await?;
+        announce(&mut tx, topic::REVOCATIONS, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_revocations(
+        &self,
+        after: i64,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        let rows: Vec<(i64, String, String, i64, i64)> = sqlx::query_as(
+            "select revocation_id, kind, value, revoked_at, expires_at from revocation
+             where revocation_id > $1 and expires_at > $2 order by revocation_id limit $3",
+        )
+        .bind(after)
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(revocation_id, kind, value, revoked_at, expires_at)| {
+                Ok(Revocation {
+                    revocation_id,
+                    kind: RevocationKind::parse(&kind)
+                        .ok_or(StoreError::Other { kind: "decode" })?,
+                    value,
+                    revoked_at: from_ms(revoked_at)?,
+                    expires_at: from_ms(expires_at)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_principal(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        disable: bool,
+        now: OffsetDateTime,
+        cutoff_expires_at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        let (column, reason) = match kind {
+            RevocationKind::Subject => ("user_id", "subject_revoked"),
+            _ => ("client_id", "client_revoked"),
+        };
+        let sessions: Vec<String> = sqlx::query_scalar(&format!(
+            "update session set revoked_at = $2, revoked_reason = '{reason}'
+             where {column} = $1 and revoked_at is null returning session_id"
+        ))
+        .bind(value)
+        .bind(ms(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "update refresh_token set revoked_at = coalesce(revoked_at, $2), successor_ciphertext = null
+             where session_id in (select session_id from session where {column} = $1 and revoked_at = $2)
+               and (revoked_at is null or successor_ciphertext is not null)"
+        ))
+        .bind(value)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        insert_revocation(
+            &mut tx,
+            kind,
+            value,
+            now,
+            cutoff_expires_at,
+            audit.actor.as_deref(),
+        )
+        .await?;
+        if disable {
+            let table = if kind == RevocationKind::Subject {
+                "user_account"
+            } else {
+                "client"
+            };
+            sqlx::query(&format!(
+                "update {table} set disabled = 1, updated_at = $2 where {column} = $1"
+            ))
+            .bind(value)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+            if kind == RevocationKind::Client {
+                announce(&mut tx, topic::CLIENTS, now).await?;
+            }
+        }
+        announce(&mut tx, topic::REVOCATIONS, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(sessions.len() as u64)
     }
 
     async fn purge_batch(

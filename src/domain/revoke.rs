@@ -1,0 +1,326 @@
+//! Revocation (RFC 7009, plus admin selectors for offboarding and compromise), introspection (RFC 7662) and the audit log. Uses: store, crypto, clock, model.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::keys::CLOCK_SKEW;
+use super::refresh::parse_refresh_token;
+use super::token::username_key;
+use super::{Error, Issuer};
+use crate::model::{AuditEvent, AuditFilter, AuditRecord, Client, RevocationKind};
+
+/// The admin selectors of POST /revoke.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    Subject(String),
+    ClientId(String),
+    SessionId(String),
+    Kid(String),
+}
+
+impl Selector {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Subject(_) => "subject",
+            Self::ClientId(_) => "client_id",
+            Self::SessionId(_) => "session_id",
+            Self::Kid(_) => "kid",
+        }
+    }
+
+    fn value(&self) -> &str {
+        match self {
+            Self::Subject(v) | Self::ClientId(v) | Self::SessionId(v) | Self::Kid(v) => v,
+        }
+    }
+}
+
+/// The answer to an admin revocation (CONTRACT: POST /revoke).
+#[derive(Debug, Serialize)]
+pub struct RevocationSummary {
+    pub selector: &'static str,
+    pub value: String,
+    pub sessions_revoked: u64,
+    pub disabled: bool,
+}
+
+impl Issuer {
+    /// RFC 7009 §2.1: revokes `token` if it was issued to `caller` (an admin may revoke any).
+    /// A refresh token takes its whole session with it; an access token is revoked by its jti.
+    /// Unknown, invalid or another client's tokens change nothing and are not reported.
+    #[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
+    pub async fn revoke_token(
+        &self,
+        caller: &Client,
+        token: &str,
+        source_addr: Option<&str>,
+    ) -> Result<(), Error> {
+        let now = self.clock.now();
+        if let Some((session_id, digest)) = parse_refresh_token(token) {
+            let Some(record) = self.store.find_refresh_token(session_id, &digest).await? else {
+                return Ok(());
+            };
+            if record.client_id != caller.client_id && !caller.is_admin {
+                return Ok(());
+            }
+            let mut event = self.event(
+                "revoked",
+                &caller.client_id,
+                source_addr,
+                json!({"selector": "token", "token_type": "refresh_token"}),
+            );
+            event.client_id = Some(record.client_id.clone());
+            let event = event.with_subject(record.user_id.to_string(), Some(record.session_id));
+            self.store
+                .revoke_session(
+                    session_id,
+                    "revoked",
+                    now,
+                    now + self.policy.access_token_ttl + CLOCK_SKEW,
+                    Some(&event),
+                )
+                .await?;
+            self.sync_revocations().await?;
+            return Ok(());
+        }
+        let Ok(claims) = self.keys.verify(token) else {
+            return Ok(());
+        };
+        if claims.client_id != caller.client_id && !caller.is_admin {
+            return Ok(());
+        }
+        let expires_at =
+            time::OffsetDateTime::from_unix_timestamp(claims.exp).unwrap_or(now) + CLOCK_SKEW;
+        let session = claims
+            .sid
+            .as_deref()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok());
+        let mut event = self.event(
+            "revoked",
+            &caller.client_id,
+            source_addr,
+            json!({"selector": "token", "token_type": "access_token", "jti": claims.jti}),
+        );
+        event.client_id = Some(claims.client_id.clone());
+        let event = event.with_subject(claims.sub.clone(), session);
+        self.store
+            .add_revocation(RevocationKind::Jti, &claims.jti, now, expires_at, &event)
+            .await?;
+        self.sync_revocations().await?;
+        Ok(())
+    }
+
+    /// Admin revocation by selector: offboarding (`subject`, optionally disabling the user), a
+    /// client's compromise (`client_id`), one session, or a signing key's compromise (`kid`).
+    /// The caller has checked that `actor` is an admin.
+    #[tracing::instrument(skip_all, fields(%actor, selector = selector.name()))]
+    pub async fn revoke_selector(
+        &self,
+        actor: &str,
+        selector: Selector,
+        disable: bool,
+        source_addr: Option<&str>,
+    ) -> Result<RevocationSummary, Error> {
+        let now = self.clock.now();
+        let cutoff_expires_at = now + self.policy.access_token_ttl + CLOCK_SKEW;
+        let detail =
+            json!({"selector": selector.name(), "value": selector.value(), "disable": disable});
+        let event = self.event("revoked", actor, source_addr, detail);
+        let (sessions_revoked, disabled) = match &selector {
+            Selector::Subject(subject) => {
+                // The `sub` itself, or a username standing for it.
+                let user = match uuid::Uuid::parse_str(subject) {
+                    Ok(id) => self.store.find_user(id).await?,
+                    Err(_) => {
+                        self.store
+                            .find_user_by_username_key(&username_key(subject))
+                            .await?
+                    }
+                };
+                let sub = user
+                    .as_ref()
+                    .map_or_else(|| subject.clone(), |u| u.user_id.to_string());
+                if disable && user.is_none() {
+                    return Err(Error::NotFound("user"));
+                }
+                let event = event.with_subject(sub.clone(), None);
+                let n = self
+                    .store
+                    .revoke_principal(
+                        RevocationKind::Subject,
+                        &sub,
+                        disable,
+                        now,
+                        cutoff_expires_at,
+                        &event,
+                    )
+                    .await?;
+                (n, disable)
+            }
+            Selector::ClientId(client_id) => {
+                if self.store.find_client(client_id).await?.is_none() {
+                    return Err(Error::NotFound("client"));
+                }
+                let mut event = event;
+                event.client_id = Some(client_id.clone());
+                let n = self
+                    .store
+                    .revoke_principal(
+                        RevocationKind::Client,
+                        client_id,
+                        disable,
+                        now,
+                        cutoff_expires_at,
+                        &event,
+                    )
+                    .await?;
+                (n, disable)
+            }
+            Selector::SessionId(session) => {
+                if disable {
+                    return Err(Error::invalid_request(
+                        "disable applies to subject and client_id only",
+                    ));
+                }
+                let Ok(session_id) = uuid::Uuid::parse_str(session) else {
+                    return Err(Error::NotFound("session"));
+                };
+                let event = AuditEvent {
+                    session_id: Some(session_id),
+                    ..event
+                };
+                let revoked = self
+                    .store
+                    .revoke_session(session_id, "revoked", now, cutoff_expires_at, Some(&event))
+                    .await?;
+                (u64::from(revoked), false)
+            }
+            Selector::Kid(kid) => {
+                if disable {
+                    return Err(Error::invalid_request(
+                        "disable applies to subject and client_id only",
+                    ));
+                }
+                self.keys.revoke(kid).await?;
+                self.store.add_audit_event(&event).await?;
+                (0, false)
+            }
+        };
+        tracing::warn!(
+            value = selector.value(),
+            sessions_revoked,
+            disabled,
+            "revoked by an admin"
+        );
+        self.sync().await?;
+        Ok(RevocationSummary {
+            selector: selector.name(),
+            value: selector.value().to_owned(),
+            sessions_revoked,
+            disabled,
+        })
+    }
+
+    /// RFC 7662: the full answer for a live token, `{"active": false}` for anything else.
+    /// Only clients allowed to introspect (or admins) may ask; introspecting never uses a
+    /// token up.
+    pub async fn introspect(&self, caller: &Client, token: &str) -> Result<Value, Error> {
+        if !caller.can_introspect && !caller.is_admin {
+            return Err(Error::AccessDenied);
+        }
+        let inactive = json!({"active": false});
+        let now = self.clock.now();
+        if let Some((session_id, digest)) = parse_refresh_token(token) {
+            let Some(record) = self.store.find_refresh_token(session_id, &digest).await? else {
+                return Ok(inactive);
+            };
+            let expires_at = record.idle_expires_at.min(record.session_expires_at);
+            let live = record.consumed_at.is_none()
+                && record.revoked_at.is_none()
+                && record.session_revoked_at.is_none()
+                && !record.user_disabled
+                && now < expires_at;
+            if !live {
+                return Ok(inactive);
+            }
+            return Ok(json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "sub": record.user_id.to_string(),
+                "client_id": record.client_id,
+                "scope": record.scope,
+                "sid": record.session_id.to_string(),
+                "iat": record.created_at.unix_timestamp(),
+                "exp": expires_at.unix_timestamp(),
+            }));
+        }
+        let Ok(claims) = self.keys.verify(token) else {
+            return Ok(inactive);
+        };
+        if self.revocations.is_revoked(&claims) {
+            return Ok(inactive);
+        }
+        let mut answer = json!({
+            "active": true,
+            "token_type": "Bearer",
+            "sub": claims.sub,
+            "client_id": claims.client_id,
+            "scope": claims.scope.unwrap_or_default(),
+            "aud": claims.aud,
+            "iss": claims.iss,
+            "exp": claims.exp,
+            "iat": claims.iat,
+            "jti": claims.jti,
+        });
+        if let Some(sid) = claims.sid {
+            answer["sid"] = Value::from(sid);
+        }
+        Ok(answer)
+    }
+
+    /// GET /admin/audit: newest first.
+    pub async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, Error> {
+        Ok(self.store.list_audit(&filter).await?)
+    }
+
+    /// Records a security event; a failure to record is logged, never fatal to the request.
+    pub(crate) async fn record(&self, event: AuditEvent) {
+        if let Err(error) = self.store.add_audit_event(&event).await {
+            tracing::error!(%error, event = event.event_type, "could not write an audit event");
+        }
+    }
+
+    pub(crate) fn event(
+        &self,
+        event_type: &'static str,
+        actor: &str,
+        source_addr: Option<&str>,
+        detail: Value,
+    ) -> AuditEvent {
+        AuditEvent {
+            event_type,
+            actor: Some(actor.to_owned()),
+            subject: None,
+            client_id: None,
+            session_id: None,
+            source_addr: source_addr.map(str::to_owned),
+            detail,
+            created_at: self.clock.now(),
+        }
+    }
+
+    pub(crate) async fn sync_revocations(&self) -> Result<(), Error> {
+        self.revocations
+            .catch_up(self.store.as_ref(), self.clock.now())
+            .await?;
+        Ok(())
+    }
+}
+
+impl AuditEvent {
+    fn with_subject(mut self, subject: String, session_id: Option<uuid::Uuid>) -> Self {
+        self.subject = Some(subject);
+        self.session_id = session_id;
+        self
+    }
+}
