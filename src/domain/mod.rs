@@ -201,6 +201,10 @@ impl Issuer {
         self.keys
             .sync_to(feed_version(&versions, topic::KEYS))
             .await?;
+        // Incremental: only revocations newer than the last one applied are read.
+        let now = self.clock.now();
+        self.revocations.catch_up(self.store.as_ref(), now).await?;
+        self.revocations.prune(now);
         self.throttle.refresh().await?;
         self.keys.rotate_if_due().await?;
         Ok(())

@@ -7,5 +7,6 @@ mod admin;
 mod keys;
 mod operations;
 mod refresh;
+mod revoke;
 mod storage;
 mod token;

@@ -1,0 +1,679 @@
+//! Revocation (RFC 7009 and the admin selectors), introspection (RFC 7662) and the audit log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{ADMIN_ID, ADMIN_SECRET, Backend, TestApp, TestDb, assert_error, eventually};
+
+const ADMIN: (&str, &str) = (ADMIN_ID, ADMIN_SECRET);
+
+struct World {
+    client: (String, String),
+    introspector: (String, String),
+    user: String,
+}
+
+async fn world(app: &TestApp) -> World {
+    let client = app.standard_client().await;
+    let (id, secret) = app
+        .create_client(
+            json!({"grant_types": ["client_credentials"], "audiences": ["a"], "introspect": true}),
+        )
+        .await;
+    let user = app.create_user("alice", "alice's password").await;
+    World {
+        client,
+        introspector: (id, secret.unwrap()),
+        user,
+    }
+}
+
+async fn form(
+    app: &TestApp,
+    path: &str,
+    auth: (&str, &str),
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    app.request(Method::POST, path)
+        .basic_auth(auth.0, Some(auth.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn login(app: &TestApp, w: &World, username: &str, password: &str) -> reqwest::Response {
+    let (id, secret) = &w.client;
+    app.token(
+        Some((id, secret)),
+        &[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ],
+    )
+    .await
+}
+
+async fn tokens(app: &TestApp, w: &World) -> (String, String) {
+    let body: Value = login(app, w, "alice", "alice's password")
+        .await
+        .json()
+        .await
+        .unwrap();
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn introspect(app: &TestApp, w: &World, token: &str) -> Value {
+    let (id, secret) = &w.introspector;
+    let response = form(app, "/introspect", (id, secret), &[("token", token)]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.json().await.unwrap()
+}
+
+async fn active(app: &TestApp, w: &World, token: &str) -> bool {
+    let answer = introspect(app, w, token).await;
+    let active = answer["active"].as_bool().unwrap();
+    if !active {
+        assert_eq!(
+            answer,
+            json!({"active": false}),
+            "an inactive answer says nothing else"
+        );
+    }
+    active
+}
+
+async fn refresh(app: &TestApp, w: &World, token: &str) -> reqwest::Response {
+    let (id, secret) = &w.client;
+    app.token(
+        Some((id, secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", token)],
+    )
+    .await
+}
+
+async fn introspection_of_every_token_kind(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let w = world(&app).await;
+    let (access, refresh_token) = tokens(&app, &w).await;
+
+    let answer = introspect(&app, &w, &access).await;
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["token_type"], "Bearer");
+    assert_eq!(answer["sub"], w.user.as_str());
+    assert_eq!(answer["client_id"], w.client.0.as_str());
+    assert_eq!(answer["scope"], "read write");
+    assert_eq!(answer["iss"], app.url.as_str());
+    assert_eq!(answer["aud"], "https://api.example.com");
+    for claim in ["exp", "iat", "jti", "sid"] {
+        assert!(!answer[claim].is_null(), "{claim}");
+    }
+
+    let answer = introspect(&app, &w, &refresh_token).await;
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["token_type"], "refresh_token");
+    assert_eq!(answer["sub"], w.user.as_str());
+    assert_eq!(answer["sid"], introspect(&app, &w, &access).await["sid"]);
+    // Introspecting never uses a token up.
+    assert!(active(&app, &w, &refresh_token).await);
+    let next: Value = refresh(&app, &w, &refresh_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // A consumed refresh token is inactive, even inside the retry window.
+    assert!(!active(&app, &w, &refresh_token).await);
+    assert!(active(&app, &w, next["refresh_token"].as_str().unwrap()).await);
+
+    // client_credentials tokens, junk, tampered and expired tokens.
+    let cc: Value = app
+        .token(
+            Some((&w.client.0, &w.client.1)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(active(&app, &w, cc["access_token"].as_str().unwrap()).await);
+    let mut tampered = access.clone();
+    tampered.pop();
+    tampered.push(if access.ends_with('A') { 'B' } else { 'A' });
+    for junk in ["junk", "a.b.c", "tsr_nothing", tampered.as_str()] {
+        assert!(!active(&app, &w, junk).await, "{junk}");
+    }
+    app.clock.advance(time::Duration::seconds(301));
+    assert!(!active(&app, &w, &access).await, "expired");
+
+    let empty = form(
+        &app,
+        "/introspect",
+        (&w.introspector.0, &w.introspector.1),
+        &[("token", "")],
+    )
+    .await;
+    assert_error(empty, 400, "invalid_request").await;
+    // Who may ask.
+    let nobody = app
+        .request(Method::POST, "/introspect")
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_error(nobody, 401, "invalid_client").await;
+    let wrong = form(
+        &app,
+        "/introspect",
+        (&w.introspector.0, "tss_wrong"),
+        &[("token", &access)],
+    )
+    .await;
+    assert_error(wrong, 401, "invalid_client").await;
+    let plain = form(
+        &app,
+        "/introspect",
+        (&w.client.0, &w.client.1),
+        &[("token", &access)],
+    )
+    .await;
+    assert_error(plain, 403, "access_denied").await;
+    assert_eq!(
+        form(&app, "/introspect", ADMIN, &[("token", &access)])
+            .await
+            .status(),
+        200
+    );
+}
+
+async fn rfc7009_token_revocation(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let w = world(&app).await;
+    let (id, secret) = (w.client.0.as_str(), w.client.1.as_str());
+    let (access, refresh_token) = tokens(&app, &w).await;
+
+    // Unknown and invalid tokens: 200, nothing to see.
+    for junk in ["junk", "tsr_junk", "a.b.c"] {
+        assert_eq!(
+            form(&app, "/revoke", (id, secret), &[("token", junk)])
+                .await
+                .status(),
+            200
+        );
+    }
+    // Another client's token: 200, and it stays live (no oracle).
+    let (other, other_secret) = app.standard_client().await;
+    assert_eq!(
+        form(
+            &app,
+            "/revoke",
+            (&other, &other_secret),
+            &[("token", &access)]
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        form(
+            &app,
+            "/revoke",
+            (&other, &other_secret),
+            &[
+                ("token", &refresh_token),
+                ("token_type_hint", "refresh_token")
+            ]
+        )
+        .await
+        .status(),
+        200
+    );
+    assert!(active(&app, &w, &access).await);
+    assert!(active(&app, &w, &refresh_token).await);
+
+    // An access token, by its jti: that one only.
+    assert_eq!(
+        form(
+            &app,
+            "/revoke",
+            (id, secret),
+            &[("token", &access), ("token_type_hint", "access_token")]
+        )
+        .await
+        .status(),
+        200
+    );
+    assert!(!active(&app, &w, &access).await);
+    assert!(active(&app, &w, &refresh_token).await);
+
+    // A refresh token: its whole session, access tokens included.
+    let next: Value = refresh(&app, &w, &refresh_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (next_access, next_refresh) = (
+        next["access_token"].as_str().unwrap(),
+        next["refresh_token"].as_str().unwrap(),
+    );
+    assert_eq!(
+        form(&app, "/revoke", (id, secret), &[("token", next_refresh)])
+            .await
+            .status(),
+        200
+    );
+    assert!(!active(&app, &w, next_refresh).await);
+    assert!(!active(&app, &w, next_access).await);
+    assert_error(refresh(&app, &w, next_refresh).await, 400, "invalid_grant").await;
+
+    // Errors: no token, bad credentials, a selector from a non-admin.
+    assert_error(
+        form(&app, "/revoke", (id, secret), &[]).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_error(
+        form(&app, "/revoke", (id, "tss_wrong"), &[("token", "x")]).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    assert_error(
+        form(&app, "/revoke", (id, secret), &[("subject", &w.user)]).await,
+        403,
+        "access_denied",
+    )
+    .await;
+    assert_error(
+        form(
+            &app,
+            "/revoke",
+            ADMIN,
+            &[("subject", &w.user), ("kid", "x")],
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+async fn offboarding_end_to_end(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let w = world(&app).await;
+    let (first_access, first_refresh) = tokens(&app, &w).await;
+    let next: Value = refresh(&app, &w, &first_refresh)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (second_access, second_refresh) = (
+        next["access_token"].as_str().unwrap(),
+        next["refresh_token"].as_str().unwrap(),
+    );
+    let (other_access, other_refresh) = tokens(&app, &w).await;
+
+    let response = form(
+        &app,
+        "/revoke",
+        ADMIN,
+        &[("subject", "alice"), ("disable", "true")],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let summary: Value = response.json().await.unwrap();
+    assert_eq!(
+        summary,
+        json!({"selector": "subject", "value": "alice", "sessions_revoked": 2, "disabled": true})
+    );
+
+    for token in [
+        first_access.as_str(),
+        second_access,
+        other_access.as_str(),
+        second_refresh,
+        other_refresh.as_str(),
+    ] {
+        assert!(
+            !active(&app, &w, token).await,
+            "still active after offboarding"
+        );
+    }
+    assert_error(
+        login(&app, &w, "alice", "alice's password").await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_error(
+        refresh(&app, &w, &other_refresh).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
+    let enabled = app
+        .admin(Method::PATCH, &format!("/admin/users/{}", w.user))
+        .json(&json!({"disabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enabled.status(), 200);
+    // Tokens issued before the cut-off stay dead; new logins work. (Next second: iat > cut-off.)
+    app.clock.advance(time::Duration::seconds(1));
+    let (fresh, _) = tokens(&app, &w).await;
+    assert!(active(&app, &w, &fresh).await);
+    assert!(!active(&app, &w, &first_access).await);
+}
+
+async fn client_session_and_kid_selectors(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let w = world(&app).await;
+    let (access, refresh_token) = tokens(&app, &w).await;
+    let sid = introspect(&app, &w, &access).await["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // session_id: that session only.
+    let (other_access, _) = tokens(&app, &w).await;
+    let summary: Value = form(&app, "/revoke", ADMIN, &[("session_id", &sid)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["sessions_revoked"], 1);
+    assert!(!active(&app, &w, &access).await && !active(&app, &w, &refresh_token).await);
+    assert!(active(&app, &w, &other_access).await);
+
+    // kid: the signing key's compromise.
+    let kid = {
+        use base64::Engine;
+        let header = other_access.split('.').next().unwrap();
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap(),
+        )
+        .unwrap();
+        header["kid"].as_str().unwrap().to_owned()
+    };
+    let summary: Value = form(&app, "/revoke", ADMIN, &[("kid", &kid)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary,
+        json!({"selector": "kid", "value": kid, "sessions_revoked": 0, "disabled": false})
+    );
+    assert!(
+        !active(&app, &w, &other_access).await,
+        "every token the key signed is inactive"
+    );
+    assert!(!app.published_kids().await.contains(&kid));
+    let (fresh, _) = tokens(&app, &w).await;
+    assert!(
+        active(&app, &w, &fresh).await,
+        "a fresh key took over signing"
+    );
+
+    // client_id with disable: everything of the client, and the client itself.
+    let (client_id, client_secret) = (w.client.0.clone(), w.client.1.clone());
+    app.clock.advance(time::Duration::seconds(1));
+    let summary: Value = form(
+        &app,
+        "/revoke",
+        ADMIN,
+        &[("client_id", &client_id), ("disable", "true")],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(summary["selector"], "client_id");
+    assert_eq!(summary["disabled"], true);
+    assert!(summary["sessions_revoked"].as_u64().unwrap() >= 1);
+    assert!(!active(&app, &w, &fresh).await);
+    assert_error(
+        app.token(
+            Some((&client_id, &client_secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let shown: Value = app
+        .admin(Method::GET, &format!("/admin/clients/{client_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["disabled"], true);
+
+    assert_error(
+        form(&app, "/revoke", ADMIN, &[("client_id", "nobody")]).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        form(
+            &app,
+            "/revoke",
+            ADMIN,
+            &[("session_id", &sid), ("disable", "true")],
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+async fn the_audit_log_records_security_events_without_secrets(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let w = world(&app).await;
+    let (access, refresh_token) = tokens(&app, &w).await;
+    assert_error(
+        login(&app, &w, "alice", "a wrong password").await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let next: Value = refresh(&app, &w, &refresh_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.clock.advance(time::Duration::seconds(11));
+    assert_error(
+        refresh(&app, &w, &refresh_token).await,
+        400,
+        "invalid_grant",
+    )
+    .await; // reuse
+    form(
+        &app,
+        "/revoke",
+        ADMIN,
+        &[("subject", &w.user), ("disable", "true")],
+    )
+    .await;
+    app.admin(Method::PATCH, &format!("/admin/users/{}", w.user))
+        .json(&json!({"disabled": false}))
+        .send()
+        .await
+        .unwrap();
+    app.admin(
+        Method::POST,
+        &format!("/admin/clients/{}/secret", w.client.0),
+    )
+    .send()
+    .await
+    .unwrap();
+    app.clock.advance(time::Duration::seconds(301));
+    app.admin(Method::POST, "/admin/keys/rotate")
+        .send()
+        .await
+        .unwrap();
+
+    let response = app
+        .admin(Method::GET, "/admin/audit?limit=100")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let events = body["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for expected in [
+        "client_created",
+        "user_created",
+        "session_created",
+        "login_failed",
+        "refresh_token_reuse_detected",
+        "revoked",
+        "user_enabled",
+        "client_secret_rotated",
+        "key_rotated",
+    ] {
+        assert!(
+            types.contains(&expected),
+            "{expected} missing from {types:?}"
+        );
+    }
+    // Newest first, RFC 3339 times.
+    assert_eq!(types[0], "key_rotated");
+    assert!(
+        time::OffsetDateTime::parse(
+            events[0]["time"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok()
+    );
+    let revoked = events.iter().find(|e| e["type"] == "revoked").unwrap();
+    assert_eq!(revoked["detail"]["selector"], "subject");
+    assert_eq!(revoked["actor"], ADMIN_ID);
+    // No secret, password or token anywhere in it.
+    for secret in [
+        access.as_str(),
+        refresh_token.as_str(),
+        next["refresh_token"].as_str().unwrap(),
+        &w.client.1,
+        "alice's password",
+        "a wrong password",
+        ADMIN_SECRET,
+    ] {
+        assert!(!text.contains(secret), "a secret in the audit log");
+    }
+
+    let filtered: Value = app
+        .admin(
+            Method::GET,
+            &format!("/admin/audit?subject={}&type=session_created", w.user),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let filtered = filtered["events"].as_array().unwrap();
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0]["client_id"], w.client.0.as_str());
+    let by_client: Value = app
+        .admin(
+            Method::GET,
+            &format!("/admin/audit?client_id={}&limit=1", w.client.0),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_client["events"].as_array().unwrap().len(), 1);
+    assert_error(
+        app.admin(Method::GET, "/admin/audit?limit=0")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_error(
+        app.request(Method::GET, "/admin/audit")
+            .basic_auth(&w.client.0, Some(&w.client.1))
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "invalid_client",
+    )
+    .await;
+}
+
+both_backends!(
+    introspection_of_every_token_kind,
+    rfc7009_token_revocation,
+    offboarding_end_to_end,
+    client_session_and_kid_selectors,
+    the_audit_log_records_security_events_without_secrets,
+);
+
+/// Revoked on one instance, inactive on the other within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_postgres_instance_reaches_the_other_within_a_second() {
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    // Behind one load balancer, both instances are one issuer.
+    let issuer = |s: tessera::config::Settings| s.set("issuer", "https://auth.example.test");
+    let first = TestApp::spawn_on(Arc::clone(&db), issuer).await;
+    let second = TestApp::spawn_on(Arc::clone(&db), issuer).await;
+    let w = world(&first).await;
+    let (access, _) = tokens(&first, &w).await;
+    let seen = eventually(Duration::from_secs(1), || async {
+        let (id, secret) = &w.introspector;
+        form(&second, "/introspect", (id, secret), &[("token", &access)])
+            .await
+            .status()
+            == 200
+    })
+    .await;
+    assert!(
+        seen,
+        "the second instance did not learn the introspecting client"
+    );
+    assert!(active(&second, &w, &access).await);
+    assert_eq!(
+        form(
+            &first,
+            "/revoke",
+            (&w.client.0, &w.client.1),
+            &[("token", &access)]
+        )
+        .await
+        .status(),
+        200
+    );
+    let gone = eventually(Duration::from_secs(1), || async {
+        !active(&second, &w, &access).await
+    })
+    .await;
+    assert!(gone, "still active on the second instance after 1 s");
+}
