@@ -1,7 +1,5 @@
 //! Administration: clients, users and signing keys, as the admin API and the CLI use them. Uses: store, crypto, clock, model.
 
-use std::sync::Arc;
-
 use super::token::{is_scope_token, username_key};
 use super::{Error, Issuer};
 use crate::crypto::keys::base64url;
@@ -340,10 +338,6 @@ impl Issuer {
 
     pub fn registry(&self) -> &super::ClientRegistry {
         &self.clients
-    }
-
-    pub fn store(&self) -> &Arc<dyn crate::store::Store> {
-        &self.store
     }
 }
 

@@ -1,31 +1,57 @@
-//! argon2id off the async runtime, with bounded concurrency: a burst of logins queues briefly, then gets 503, and memory stays at permits x 19 MiB. Uses: crypto.
+//! argon2id on a fixed pool of hashing threads, each reusing its own 19 MiB: never on the async runtime, memory bounded at threads x 19 MiB, and a burst of logins queues briefly, then gets 503. Uses: crypto.
 
-use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use argon2::Block;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::Error;
 use crate::crypto::secrets;
 
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
 pub struct PasswordHasher {
+    /// One per hashing thread: a caller holds one while its hash runs.
     permits: Arc<Semaphore>,
     max_wait: Duration,
+    jobs: SyncSender<Job>,
     /// Checked instead of a real hash when the user does not exist, so the answer takes as long.
     dummy_phc: String,
 }
 
 impl PasswordHasher {
-    /// `concurrency` hashes at once (argon2id with 19 MiB each); a caller waits at most
-    /// `max_wait` for a turn.
-    pub fn new(concurrency: usize, max_wait: Duration) -> Self {
+    /// `threads` hashing threads (argon2id, 19 MiB each); a caller waits at most `max_wait`
+    /// for a turn. The threads end when the hasher is dropped.
+    pub fn new(threads: usize, max_wait: Duration) -> Self {
+        let threads = threads.max(1);
+        let (jobs, queue) = sync_channel::<Job>(threads);
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .expect("a hashing thread starts");
+        }
         let dummy = format!(
             "dummy-{}",
             crate::crypto::keys::base64url(&crate::crypto::random_bytes::<16>())
         );
         Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(threads)),
             max_wait,
+            jobs,
             dummy_phc: secrets::hash_password(&dummy),
         }
     }
@@ -34,29 +60,31 @@ impl PasswordHasher {
     pub async fn verify(&self, phc: Option<&str>, password: &str) -> Result<bool, Error> {
         let phc = phc.unwrap_or(&self.dummy_phc).to_owned();
         let password = password.to_owned();
-        self.run(move || secrets::verify_password(&phc, &password))
+        self.run(move |memory| secrets::verify_password_in(&phc, &password, memory))
             .await
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, Error> {
         let password = password.to_owned();
-        self.run(move || secrets::hash_password(&password)).await
+        self.run(move |_| secrets::hash_password(&password)).await
     }
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, Error> {
-        let permit = tokio::time::timeout(self.max_wait, Arc::clone(&self.permits).acquire_owned())
-            .await
-            .map_err(|_| Error::Busy)?
-            .map_err(|_| Error::Busy)?;
-        let result = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        })
-        .await
-        .expect("password hashing does not panic");
-        Ok(result)
+        let permit: OwnedSemaphorePermit =
+            tokio::time::timeout(self.max_wait, Arc::clone(&self.permits).acquire_owned())
+                .await
+                .map_err(|_| Error::Busy)?
+                .map_err(|_| Error::Busy)?;
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _ = done.send(work(memory));
+            drop(permit);
+        });
+        // Never blocks: a permit is held, and there are as many queue slots as permits.
+        self.jobs.send(job).map_err(|_| Error::Busy)?;
+        result.await.map_err(|_| Error::Busy)
     }
 }

@@ -103,7 +103,7 @@ fn form_decode(text: &str) -> Option<String> {
 
 /// An authenticated admin client (HTTP Basic): 401 without valid credentials, 403 for a
 /// client that is not an admin.
-pub struct AdminClient(#[allow(dead_code)] pub Arc<Client>);
+pub struct AdminClient(pub Arc<Client>);
 
 impl FromRequestParts<AppState> for AdminClient {
     type Rejection = ApiError;
