@@ -68,8 +68,8 @@ fn successor_aad(session_id: uuid::Uuid, consumed_digest: &[u8; 32]) -> Vec<u8> 
 }
 
 impl Issuer {
-    /// A fresh refresh token for a new session, to be stored with it.
-    pub(crate) fn first_refresh_token(
+    /// A fresh refresh token of a session (its first, or a successor), and its stored form.
+    pub(crate) fn new_refresh_token(
         &self,
         session_id: uuid::Uuid,
         scope: &str,
@@ -141,14 +141,7 @@ impl Issuer {
             return Err(Error::InvalidGrant);
         }
 
-        let successor = RefreshToken::generate(session_id);
-        let next = NewRefreshToken {
-            session_id,
-            token_digest: successor.digest(),
-            scope: scope.clone(),
-            created_at: now,
-            idle_expires_at: now + self.policy.refresh_token_idle_ttl,
-        };
+        let (successor, next) = self.new_refresh_token(session_id, &scope, now);
         let sealed = self
             .master_key
             .seal(

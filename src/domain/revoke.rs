@@ -121,6 +121,9 @@ impl Issuer {
         disable: bool,
         source_addr: Option<&str>,
     ) -> Result<RevocationSummary, Error> {
+        if disable && matches!(selector, Selector::SessionId(_) | Selector::Kid(_)) {
+            return Err(Error::invalid_request("disable applies to subject and client_id only"));
+        }
         let now = self.clock.now();
         let cutoff_expires_at = now + self.policy.access_token_ttl + CLOCK_SKEW;
         let detail =
@@ -177,11 +180,6 @@ impl Issuer {
                 (n, disable)
             }
             Selector::SessionId(session) => {
-                if disable {
-                    return Err(Error::invalid_request(
-                        "disable applies to subject and client_id only",
-                    ));
-                }
                 let Ok(session_id) = uuid::Uuid::parse_str(session) else {
                     return Err(Error::NotFound("session"));
                 };
@@ -196,11 +194,6 @@ impl Issuer {
                 (u64::from(revoked), false)
             }
             Selector::Kid(kid) => {
-                if disable {
-                    return Err(Error::invalid_request(
-                        "disable applies to subject and client_id only",
-                    ));
-                }
                 self.keys.revoke(kid).await?;
                 self.store.add_audit_event(&event).await?;
                 (0, false)

@@ -103,7 +103,7 @@ impl Issuer {
         // A refresh token when the client may use the refresh_token grant (CONTRACT: POST /token).
         let first = client
             .allows(GrantType::RefreshToken)
-            .then(|| self.first_refresh_token(session.session_id, &scope, now));
+            .then(|| self.new_refresh_token(session.session_id, &scope, now));
         self.store
             .add_session(&session, first.as_ref().map(|(_, record)| record))
             .await?;
