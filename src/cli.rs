@@ -219,11 +219,12 @@ impl KeysCommand {
                 println!("Rotated: {kid} now signs; the previous key is retired.");
             }
             Self::Revoke { kid } => {
-                let previous = keys.revoke(&kid).await?;
-                println!(
-                    "Revoked {kid} (was {}); it has left the JWKS.",
-                    previous.as_str()
-                );
+                // As `tessera revoke --kid`: audited, and a fresh key takes over if needed.
+                let selector = tessera::domain::revoke::Selector::Kid(kid.clone());
+                issuer
+                    .revoke_selector(CLI_ACTOR, selector, false, None)
+                    .await?;
+                println!("Revoked {kid}; it has left the JWKS.");
             }
         }
         Ok(())

@@ -122,7 +122,9 @@ impl Issuer {
         source_addr: Option<&str>,
     ) -> Result<RevocationSummary, Error> {
         if disable && matches!(selector, Selector::SessionId(_) | Selector::Kid(_)) {
-            return Err(Error::invalid_request("disable applies to subject and client_id only"));
+            return Err(Error::invalid_request(
+                "disable applies to subject and client_id only",
+            ));
         }
         let now = self.clock.now();
         let cutoff_expires_at = now + self.policy.access_token_ttl + CLOCK_SKEW;

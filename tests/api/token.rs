@@ -583,4 +583,22 @@ async fn a_rotated_secret_is_refused_by_a_second_postgres_instance_within_a_seco
         switched,
         "the second instance still took the old secret after 1 s"
     );
+
+    // Disabling the client on the first instance locks it out of the second within a second.
+    let disabled = first
+        .admin(reqwest::Method::POST, "/revoke")
+        .basic_auth(crate::helpers::ADMIN_ID, Some(crate::helpers::ADMIN_SECRET))
+        .form(&[("client_id", id.as_str()), ("disable", "true")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 200);
+    let refused = eventually(Duration::from_secs(1), || async {
+        second.token(Some((&id, &new)), &grant).await.status() == 401
+    })
+    .await;
+    assert!(
+        refused,
+        "the second instance still served a disabled client after 1 s"
+    );
 }
