@@ -15,6 +15,9 @@ use crate::model::{
     NewSigningKey, RefreshTokenRecord, Revocation, RevocationKind, Session, SigningKey, User,
 };
 
+/// Revocation writers take turns, so revocation ids become visible in order.
+const REVOCATION_LOCK: i64 = 0x7465_7373_7265_766b; // "tessrevk"
+
 /// Only one instance at a time runs housekeeping.
 const PURGE_LOCK: i64 = 0x7465_7373_7075_7267; // "tesspurg"
 
@@ -120,6 +123,13 @@ async fn insert_revocation(
     expires_at: OffsetDateTime,
     actor: Option<&str>,
 ) -> Result<(), StoreError> {
+    // Instances load revocations incrementally by id. An identity value is taken at insert but
+    // becomes visible at commit, so two concurrent revocations could appear out of order and
+    // the lower id be skipped; revocation writers therefore take turns until they commit.
+    sqlx::query("select pg_advisory_xact_lock($1)")
+        .bind(REVOCATION_LOCK)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at)
          values ($1, $2, $3, $4, $5, $3)",
@@ -780,15 +790,14 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?;
         if revoked == 1 {
-            sqlx::query(
-                "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at)
-                 values ('session', $1, $2, $3, $4, $2)",
+            insert_revocation(
+                &mut tx,
+                RevocationKind::Session,
+                &session_id.to_string(),
+                now,
+                access_tokens_expire_at,
+                audit.and_then(|a| a.actor.as_deref()),
             )
-            .bind(session_id.to_string())
-            .bind(now)
-            .bind(access_tokens_expire_at)
-            .bind(audit.and_then(|a| a.actor.clone()))
-            .execute(&mut *tx)
             .await?;
             announce(&mut tx, topic::REVOCATIONS, now).await?;
         }

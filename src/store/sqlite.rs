@@ -739,15 +739,14 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if revoked == 1 {
-            sqlx::query(
-                "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at)
-                 values ('session', $1, $2, $3, $4, $2)",
+            insert_revocation(
+                &mut tx,
+                RevocationKind::Session,
+                &session_id.to_string(),
+                now,
+                access_tokens_expire_at,
+                audit.and_then(|a| a.actor.as_deref()),
             )
-            .bind(&id)
-            .bind(ms(now))
-            .bind(ms(access_tokens_expire_at))
-            .bind(audit.and_then(|a| a.actor.clone()))
-            .execute(&mut *tx)
             .await?;
             announce(&mut tx, topic::REVOCATIONS, now).await?;
         }
