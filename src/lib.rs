@@ -7,13 +7,15 @@
 //! - [`crypto`]: wraps the cryptographic crates; nothing else touches key material.
 //! - [`model`]: plain data shared by every layer.
 //! - [`clock`]: time comes in from outside, so tests can move it.
-//! - [`config`], [`telemetry`], [`server`]: settings, logging, and wiring it all together.
+//! - [`config`], [`telemetry`], [`metrics`], [`server`]: settings, logging, metrics, and wiring
+//!   it all together.
 
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod store;

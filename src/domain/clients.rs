@@ -104,8 +104,10 @@ impl Issuer {
         let subject = Subject::Client(&credentials.client_id);
         self.throttle.check(subject).await?;
         let Some(client) = self.clients.get(&credentials.client_id) else {
+            metrics::counter!(crate::metrics::CREDENTIAL_CACHE, "result" => "miss").increment(1);
             return Err(Error::InvalidClient);
         };
+        metrics::counter!(crate::metrics::CREDENTIAL_CACHE, "result" => "hit").increment(1);
         let presented = credentials.secret.as_ref().map(|s| s.expose_secret());
         let valid = match (&client.secret, presented) {
             (ClientSecretHash::None, None) => true,

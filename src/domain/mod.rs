@@ -155,6 +155,11 @@ impl Issuer {
         &self.keys
     }
 
+    /// (open, idle) database connections of this instance.
+    pub fn pool_connections(&self) -> (u32, usize) {
+        self.store.pool_connections()
+    }
+
     pub fn revocations(&self) -> &revocations::RevocationState {
         &self.revocations
     }

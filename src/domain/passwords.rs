@@ -73,15 +73,24 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, Error> {
-        let permit: OwnedSemaphorePermit =
-            tokio::time::timeout(self.max_wait, Arc::clone(&self.permits).acquire_owned())
-                .await
-                .map_err(|_| Error::Busy)?
-                .map_err(|_| Error::Busy)?;
+        let queued = metrics::gauge!(crate::metrics::ARGON2_QUEUE_DEPTH);
+        queued.increment(1.0);
+        let started = std::time::Instant::now();
+        let permit =
+            tokio::time::timeout(self.max_wait, Arc::clone(&self.permits).acquire_owned()).await;
+        metrics::histogram!(crate::metrics::ARGON2_WAIT).record(started.elapsed().as_secs_f64());
+        let permit: OwnedSemaphorePermit = match permit {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                queued.decrement(1.0);
+                return Err(Error::Busy);
+            }
+        };
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move |memory| {
             let _ = done.send(work(memory));
             drop(permit);
+            queued.decrement(1.0);
         });
         // Never blocks: a permit is held, and there are as many queue slots as permits.
         self.jobs.send(job).map_err(|_| Error::Busy)?;

@@ -99,6 +99,30 @@ impl Issuer {
         target: Target<'_>,
         source_addr: Option<&str>,
     ) -> Result<TokenResponse, Error> {
+        let result = self
+            .rotate(client, presented, scope, target, source_addr)
+            .await;
+        match &result {
+            Ok(_) => {}
+            Err(Error::InvalidGrant) => {
+                metrics::counter!(crate::metrics::REFRESHES, "outcome" => "invalid_grant")
+                    .increment(1)
+            }
+            Err(_) => {
+                metrics::counter!(crate::metrics::REFRESHES, "outcome" => "error").increment(1)
+            }
+        }
+        result
+    }
+
+    async fn rotate(
+        &self,
+        client: &Client,
+        presented: &str,
+        scope: Option<&str>,
+        target: Target<'_>,
+        source_addr: Option<&str>,
+    ) -> Result<TokenResponse, Error> {
         if !client.allows(GrantType::RefreshToken) {
             return Err(Error::UnauthorizedClient);
         }
@@ -155,8 +179,10 @@ impl Issuer {
             .await?
         {
             tracing::info!(session_id = %session_id, "refresh token rotated");
+            metrics::counter!(crate::metrics::REFRESHES, "outcome" => "rotated").increment(1);
             let sid = session_id.to_string();
             let mut response = self.issue(
+                GrantType::RefreshToken,
                 client,
                 &record.user_id.to_string(),
                 audience,
@@ -217,7 +243,15 @@ impl Issuer {
             tracing::info!(session_id = %record.session_id, "refresh retried inside the window");
             let sid = record.session_id.to_string();
             let subject = record.user_id.to_string();
-            let mut response = self.issue(client, &subject, audience, scope, Some(&sid))?;
+            let mut response = self.issue(
+                GrantType::RefreshToken,
+                client,
+                &subject,
+                audience,
+                scope,
+                Some(&sid),
+            )?;
+            metrics::counter!(crate::metrics::REFRESHES, "outcome" => "retried").increment(1);
             response.refresh_token = Some(successor);
             return Ok(response);
         }
@@ -237,6 +271,7 @@ impl Issuer {
         };
         self.revoke_session_for(record, "refresh_token_reuse", now, Some(&event))
             .await?;
+        metrics::counter!(crate::metrics::REFRESH_REUSE_DETECTED).increment(1);
         Err(Error::InvalidGrant)
     }
 

@@ -80,6 +80,7 @@ impl Issuer {
                     Some(&event),
                 )
                 .await?;
+            metrics::counter!(crate::metrics::REVOCATIONS, "selector" => "token").increment(1);
             self.sync_revocations().await?;
             return Ok(());
         }
@@ -106,6 +107,7 @@ impl Issuer {
         self.store
             .add_revocation(RevocationKind::Jti, &claims.jti, now, expires_at, &event)
             .await?;
+        metrics::counter!(crate::metrics::REVOCATIONS, "selector" => "token").increment(1);
         self.sync_revocations().await?;
         Ok(())
     }
@@ -207,6 +209,7 @@ impl Issuer {
             disabled,
             "revoked by an admin"
         );
+        metrics::counter!(crate::metrics::REVOCATIONS, "selector" => selector.name()).increment(1);
         self.sync().await?;
         Ok(RevocationSummary {
             selector: selector.name(),

@@ -44,7 +44,14 @@ impl Issuer {
         }
         let scope = granted_scope(client, scope)?;
         let audience = audience(client, target)?;
-        self.issue(client, &client.client_id, audience, &scope, None)
+        self.issue(
+            GrantType::ClientCredentials,
+            client,
+            &client.client_id,
+            audience,
+            &scope,
+            None,
+        )
     }
 
     /// RFC 6749 §4.3. Unknown user, wrong password and disabled user are the same
@@ -120,13 +127,21 @@ impl Issuer {
         event.session_id = Some(session.session_id);
         self.record(event).await;
         let subject = user.user_id.to_string();
-        let mut response = self.issue(client, &subject, audience, &scope, Some(&sid))?;
+        let mut response = self.issue(
+            GrantType::Password,
+            client,
+            &subject,
+            audience,
+            &scope,
+            Some(&sid),
+        )?;
         response.refresh_token = first.map(|(token, _)| token.expose().to_owned());
         Ok(response)
     }
 
     pub(crate) fn issue(
         &self,
+        grant: GrantType,
         client: &Client,
         subject: &str,
         audience: &str,
@@ -141,6 +156,13 @@ impl Issuer {
             session_id,
         })?;
         tracing::info!(jti = %minted.claims.jti, sub = %subject, "access token issued");
+        let kind = if client.is_public() {
+            "public"
+        } else {
+            "confidential"
+        };
+        metrics::counter!(crate::metrics::TOKENS_ISSUED, "grant" => grant.as_str(), "client_kind" => kind)
+            .increment(1);
         Ok(TokenResponse {
             access_token: minted.token,
             token_type: "Bearer",

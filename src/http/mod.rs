@@ -42,6 +42,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone)]
 pub struct AppState {
     pub issuer: Arc<Issuer>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// `Cache-Control` of the JWKS, rendered once.
     jwks_cache_control: axum::http::HeaderValue,
 }
@@ -53,6 +54,7 @@ impl AppState {
             .expect("a valid header value");
         Self {
             issuer,
+            metrics: crate::metrics::handle(),
             jwks_cache_control,
         }
     }
@@ -97,6 +99,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/revoke", post(revoke::revoke))
         .route("/introspect", post(revoke::introspect))
         .route("/admin/audit", get(revoke::audit))
+        .route("/metrics", get(metrics_text))
         .route("/admin/clients", post(admin::create_client))
         .route("/admin/clients/{client_id}", get(admin::get_client))
         .route(
@@ -109,7 +112,48 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/admin/keys/rotate", post(admin::rotate_keys))
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
+        // Inside the router, so the matched route template (never the raw path) is the label.
+        .layer(axum::middleware::from_fn(track_latency))
         .layer(layers)
+}
+
+/// Records `tessera_http_request_duration_seconds{route, status}`.
+async fn track_latency(
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!(
+        crate::metrics::HTTP_REQUEST_DURATION,
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// GET /metrics: Prometheus text exposition.
+async fn metrics_text(
+    axum::extract::State(app): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (open, idle) = app.issuer.pool_connections();
+    metrics::gauge!(crate::metrics::DB_POOL_CONNECTIONS, "state" => "idle").set(idle as f64);
+    metrics::gauge!(crate::metrics::DB_POOL_CONNECTIONS, "state" => "in_use")
+        .set(f64::from(open).max(idle as f64) - idle as f64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
 }
 
 /// A caller's request id is kept for correlation only if it is short and plain; anything else

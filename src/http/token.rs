@@ -79,7 +79,10 @@ async fn grant(
 fn respond(result: Result<TokenResponse, ApiError>) -> Response {
     let mut response = match result {
         Ok(tokens) => Json(tokens).into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => {
+            metrics::counter!(crate::metrics::TOKEN_ERRORS, "error" => error.code()).increment(1);
+            error.into_response()
+        }
     };
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -49,6 +49,9 @@ pub trait Store: Send + Sync + 'static {
     /// Closes the pool, waiting for checked-out connections to return.
     async fn close(&self);
 
+    /// (open connections, idle ones) in the pool, for the metrics.
+    fn pool_connections(&self) -> (u32, usize);
+
     /// The stored master-key check ciphertext, if the database has one yet.
     async fn find_master_key_check(&self) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -342,6 +342,10 @@ impl Store for SqliteStore {
         self.pool.close().await;
     }
 
+    fn pool_connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     async fn find_master_key_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(sqlx::query_scalar(
             "select ciphertext from master_key_check where master_key_check_id = 1",

@@ -143,6 +143,7 @@ both_backends!(
     every_response_carries_a_request_id,
     metadata_names_the_issuer_and_only_what_exists,
     a_configured_issuer_is_published,
+    metrics_appear_and_move,
 );
 
 /// PostgreSQL only: an outage is something a network database has. The pool must notice that
@@ -192,4 +193,128 @@ async fn readiness_follows_a_postgres_outage_and_recovery() {
         came_back,
         "readyz did not recover after the database came back"
     );
+}
+
+/// The sum of every sample of `name` whose labels contain all of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .filter(|line| labels.iter().all(|l| line.contains(l)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metrics_appear_and_move(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let scrape = || async {
+        let response = app.get("/metrics").send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        response.text().await.unwrap()
+    };
+    let (id, secret) = app.standard_client().await;
+    app.create_user("mallory", "mallory's password").await;
+    let before = scrape().await;
+    let issued = |t: &str| {
+        sample(
+            t,
+            "tessera_tokens_issued_total",
+            &["grant=\"client_credentials\""],
+        )
+    };
+    let rotated = |t: &str| sample(t, "tessera_refreshes_total", &["outcome=\"rotated\""]);
+    let errors = |t: &str| {
+        sample(
+            t,
+            "tessera_token_errors_total",
+            &["error=\"invalid_scope\""],
+        )
+    };
+
+    for _ in 0..3 {
+        let response = app
+            .token(
+                Some((&id, &secret)),
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let login: serde_json::Value = app
+        .token(
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "password"),
+                ("username", "mallory"),
+                ("password", "mallory's password"),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let response = app
+        .token(
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", login["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let response = app
+        .token(
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials"), ("scope", "nope")],
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+
+    let after = scrape().await;
+    assert!(
+        issued(&after) >= issued(&before) + 3.0,
+        "tokens issued did not move"
+    );
+    assert!(
+        rotated(&after) >= rotated(&before) + 1.0,
+        "refreshes did not move"
+    );
+    assert!(
+        errors(&after) >= errors(&before) + 1.0,
+        "token errors did not move"
+    );
+    assert!(
+        sample(
+            &after,
+            "tessera_http_request_duration_seconds_count",
+            &["route=\"/token\"", "status=\"200\""]
+        ) >= 5.0
+    );
+    for present in [
+        "tessera_credential_cache_total",
+        "tessera_db_pool_connections",
+        "tessera_argon2_wait_seconds",
+    ] {
+        assert!(after.contains(present), "{present} missing");
+    }
+    // No label carries a secret, a token or a username.
+    for secret in [
+        secret.as_str(),
+        "mallory",
+        login["refresh_token"].as_str().unwrap(),
+    ] {
+        assert!(
+            !after.contains(secret),
+            "a secret or username in the metrics"
+        );
+    }
 }

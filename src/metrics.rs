@@ -1,0 +1,73 @@
+//! Prometheus metrics: names, the recorder, and the exposition rendered for GET /metrics. No label carries a token, a secret, a username or other unbounded input. Uses: nothing.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
+pub const REFRESHES: &str = "tessera_refreshes_total";
+pub const REFRESH_REUSE_DETECTED: &str = "tessera_refresh_reuse_detected_total";
+pub const REVOCATIONS: &str = "tessera_revocations_total";
+pub const TOKEN_ERRORS: &str = "tessera_token_errors_total";
+pub const HTTP_REQUEST_DURATION: &str = "tessera_http_request_duration_seconds";
+pub const ARGON2_QUEUE_DEPTH: &str = "tessera_argon2_queue_depth";
+pub const ARGON2_WAIT: &str = "tessera_argon2_wait_seconds";
+pub const CREDENTIAL_CACHE: &str = "tessera_credential_cache_total";
+pub const DB_POOL_CONNECTIONS: &str = "tessera_db_pool_connections";
+
+/// The process-wide recorder, installed once (several servers in one process, as in tests,
+/// share it).
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION.into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(ARGON2_WAIT.into()), &latency))
+                .expect("valid buckets");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed by an embedder; then ours only renders.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        TOKENS_ISSUED,
+        "Access tokens issued, by grant and client kind"
+    );
+    describe_counter!(REFRESHES, "Refresh attempts, by outcome");
+    describe_counter!(
+        REFRESH_REUSE_DETECTED,
+        "Consumed refresh tokens presented again (sessions revoked)"
+    );
+    describe_counter!(REVOCATIONS, "Revocations, by selector");
+    describe_counter!(TOKEN_ERRORS, "Token endpoint errors, by OAuth error code");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Request latency, by route and status"
+    );
+    describe_gauge!(
+        ARGON2_QUEUE_DEPTH,
+        "Password hashes running or waiting for a hashing thread"
+    );
+    describe_histogram!(
+        ARGON2_WAIT,
+        metrics::Unit::Seconds,
+        "Time a password hash waited for a hashing thread"
+    );
+    describe_counter!(
+        CREDENTIAL_CACHE,
+        "Client lookups in the in-memory registry, by result"
+    );
+    describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state");
+}
