@@ -83,6 +83,12 @@ impl Issuer {
                 "a public client cannot use client_credentials",
             ));
         }
+        if request.public && request.introspect {
+            return Err(field(
+                "introspect",
+                "a client that introspects must be confidential",
+            ));
+        }
         if request.public && request.admin {
             return Err(field("admin", "an admin client must be confidential"));
         }
@@ -126,7 +132,7 @@ impl Issuer {
             StoreError::Conflict => Error::Conflict("a client with this client_id exists".into()),
             other => other.into(),
         })?;
-        self.sync().await?;
+        self.refresh_after_write().await;
         tracing::info!(client_id = %client.client_id, admin = client.is_admin, "client created");
         self.admin_event(
             "client_created",
@@ -169,7 +175,7 @@ impl Issuer {
         {
             return Err(Error::NotFound("client"));
         }
-        self.sync().await?;
+        self.refresh_after_write().await;
         tracing::info!(%client_id, "client secret rotated");
         self.admin_event(
             "client_secret_rotated",
@@ -250,9 +256,10 @@ impl Issuer {
             }
             None => None,
         };
+        let now = self.clock.now();
         let user = self
             .store
-            .update_user(id, disabled, phc.as_deref(), self.clock.now())
+            .update_user(id, disabled, phc.as_deref(), now)
             .await?
             .ok_or(Error::NotFound("user"))?;
         tracing::info!(user_id = %user.user_id, disabled = user.disabled, "user updated");
@@ -262,14 +269,35 @@ impl Issuer {
             None => "user_updated",
         };
         let detail = serde_json::json!({"password_changed": password.is_some()});
-        self.admin_event(
+        let event = crate::model::AuditEvent {
             event_type,
-            actor,
-            Some(user.user_id.to_string()),
-            None,
+            actor: Some(actor.to_owned()),
+            subject: Some(user.user_id.to_string()),
+            client_id: None,
+            session_id: None,
+            source_addr: None,
             detail,
-        )
-        .await;
+            created_at: now,
+        };
+        // Disabling, or a new password (a reset after a compromise), ends every session and
+        // every access token of the user, on every instance, like an offboarding.
+        if disabled == Some(true) || password.is_some() {
+            let cutoff_expires_at = now + self.policy.access_token_ttl + super::keys::CLOCK_SKEW;
+            let user_id = user.user_id.to_string();
+            self.store
+                .revoke_principal(
+                    crate::model::RevocationKind::Subject,
+                    &user_id,
+                    disabled == Some(true),
+                    now,
+                    cutoff_expires_at,
+                    &event,
+                )
+                .await?;
+            self.sync_revocations().await?;
+        } else {
+            self.record(event).await;
+        }
         Ok(user)
     }
 
@@ -312,7 +340,7 @@ impl Issuer {
                 Ok(()) | Err(StoreError::Conflict) => {}
                 Err(other) => return Err(other.into()),
             }
-            self.sync().await?;
+            self.refresh_after_write().await;
             tracing::info!(client_id = %id, "bootstrap admin client created");
             return Ok(None);
         }

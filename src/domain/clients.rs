@@ -101,13 +101,19 @@ impl Issuer {
         &self,
         credentials: &ClientCredentials,
     ) -> Result<Arc<Client>, Error> {
-        let subject = Subject::Client(&credentials.client_id);
-        self.throttle.check(subject).await?;
         let Some(client) = self.clients.get(&credentials.client_id) else {
             metrics::counter!(crate::metrics::CREDENTIAL_CACHE, "result" => "miss").increment(1);
             return Err(Error::InvalidClient);
         };
         metrics::counter!(crate::metrics::CREDENTIAL_CACHE, "result" => "hit").increment(1);
+        // Only an operator-chosen (argon2id) secret can be guessed, so only such a client is
+        // throttled. Throttling a 256-bit generated secret would protect nothing and hand
+        // anyone who knows a client id (it is in every token) a way to lock that client out.
+        let throttled = matches!(client.secret, ClientSecretHash::Phc(_));
+        let subject = Subject::Client(&credentials.client_id);
+        if throttled {
+            self.throttle.check(subject).await?;
+        }
         let presented = credentials.secret.as_ref().map(|s| s.expose_secret());
         let valid = match (&client.secret, presented) {
             (ClientSecretHash::None, None) => true,
@@ -118,14 +124,18 @@ impl Issuer {
             _ => false,
         };
         if !valid {
-            self.throttle.failure(subject).await?;
+            if throttled {
+                self.throttle.failure(subject).await?;
+            }
             tracing::info!("client authentication failed");
             return Err(Error::InvalidClient);
         }
         if client.disabled {
             return Err(Error::InvalidClient);
         }
-        self.throttle.success(subject).await?;
+        if throttled {
+            self.throttle.success(subject).await?;
+        }
         Ok(client)
     }
 }

@@ -198,6 +198,10 @@ impl Issuer {
     /// One pass of the change feed: reload what moved, refresh the throttle mirror, rotate
     /// the signing key when due.
     pub async fn sync(&self) -> Result<(), Error> {
+        // Revocations first, on their own: nothing else failing may hold them back.
+        let now = self.clock.now();
+        let revocations = self.revocations.catch_up(self.store.as_ref(), now).await;
+        self.revocations.prune(now);
         let versions = self.store.change_versions().await?;
         let clients = feed_version(&versions, topic::CLIENTS);
         if clients != self.clients.version() {
@@ -206,13 +210,18 @@ impl Issuer {
         self.keys
             .sync_to(feed_version(&versions, topic::KEYS))
             .await?;
-        // Incremental: only revocations newer than the last one applied are read.
-        let now = self.clock.now();
-        self.revocations.catch_up(self.store.as_ref(), now).await?;
-        self.revocations.prune(now);
         self.throttle.refresh().await?;
         self.keys.rotate_if_due().await?;
+        revocations?;
         Ok(())
+    }
+
+    /// After a committed change, this instance applies it at once (the others within the feed
+    /// bound). The change stands whatever happens here, so a failure is logged, not returned.
+    pub(crate) async fn refresh_after_write(&self) {
+        if let Err(error) = self.sync().await {
+            tracing::warn!(%error, "could not refresh after a change; the change feed will catch up");
+        }
     }
 
     /// Keeps this instance current until aborted. A NOTIFY from any instance triggers a pass

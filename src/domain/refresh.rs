@@ -137,12 +137,12 @@ impl Issuer {
         if record.client_id != client.client_id {
             return Err(Error::InvalidGrant);
         }
-        let audience = audience(client, target)?;
-        let scope = narrowed_scope(&record.scope, scope)?;
         let now = self.clock.now();
         if record.session_revoked_at.is_some() || record.revoked_at.is_some() {
             return Err(Error::InvalidGrant);
         }
+        // State before parameters: a consumed token is judged (retry or reuse) whatever scope or
+        // audience comes with it, so a thief learns nothing from a crafted request.
         if let Some(consumed_at) = record.consumed_at {
             return self
                 .consumed(
@@ -150,8 +150,8 @@ impl Issuer {
                     &record,
                     consumed_at,
                     now,
-                    audience,
-                    &scope,
+                    scope,
+                    target,
                     source_addr,
                 )
                 .await;
@@ -164,6 +164,8 @@ impl Issuer {
         if now >= record.idle_expires_at || now >= record.session_expires_at {
             return Err(Error::InvalidGrant);
         }
+        let audience = audience(client, target)?;
+        let scope = narrowed_scope(&record.scope, scope)?;
 
         let (successor, next) = self.new_refresh_token(session_id, &scope, now);
         let sealed = self
@@ -200,13 +202,14 @@ impl Issuer {
             .ok_or(Error::InvalidGrant)?;
         match record.consumed_at {
             Some(consumed_at) if record.session_revoked_at.is_none() => {
+                let requested = Some(scope.as_str()).filter(|s| !s.is_empty());
                 self.consumed(
                     client,
                     &record,
                     consumed_at,
                     now,
-                    audience,
-                    &scope,
+                    requested,
+                    target,
                     source_addr,
                 )
                 .await
@@ -223,8 +226,8 @@ impl Issuer {
         record: &RefreshTokenRecord,
         consumed_at: OffsetDateTime,
         now: OffsetDateTime,
-        audience: &str,
-        scope: &str,
+        requested_scope: Option<&str>,
+        target: Target<'_>,
         source_addr: Option<&str>,
     ) -> Result<TokenResponse, Error> {
         let within_window = now < consumed_at + self.policy.refresh_reuse_grace;
@@ -240,6 +243,19 @@ impl Issuer {
             })
             .and_then(|plain| String::from_utf8(plain).ok());
         if let Some(successor) = earned {
+            // The successor is handed out under the rules it would meet itself.
+            if record.user_disabled {
+                self.revoke_session_for(record, "user_disabled", now, None)
+                    .await?;
+                return Err(Error::InvalidGrant);
+            }
+            if now >= record.session_expires_at {
+                return Err(Error::InvalidGrant);
+            }
+            let audience = audience(client, target)?;
+            let granted = record.successor_scope.as_deref().unwrap_or(&record.scope);
+            let scope = narrowed_scope(granted, requested_scope)?;
+            let scope = scope.as_str();
             tracing::info!(session_id = %record.session_id, "refresh retried inside the window");
             let sid = record.session_id.to_string();
             let subject = record.user_id.to_string();
@@ -283,7 +299,7 @@ impl Issuer {
         event: Option<&AuditEvent>,
     ) -> Result<(), Error> {
         // Access tokens carrying the sid stay inactive until the last of them has expired.
-        let expire_at = now + self.policy.access_token_ttl;
+        let expire_at = now + self.policy.access_token_ttl + super::keys::CLOCK_SKEW;
         self.store
             .revoke_session(record.session_id, reason, now, expire_at, event)
             .await?;

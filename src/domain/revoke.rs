@@ -210,7 +210,7 @@ impl Issuer {
             "revoked by an admin"
         );
         metrics::counter!(crate::metrics::REVOCATIONS, "selector" => selector.name()).increment(1);
-        self.sync().await?;
+        self.refresh_after_write().await;
         Ok(RevocationSummary {
             selector: selector.name(),
             value: selector.value().to_owned(),
@@ -223,7 +223,8 @@ impl Issuer {
     /// Only clients allowed to introspect (or admins) may ask; introspecting never uses a
     /// token up.
     pub async fn introspect(&self, caller: &Client, token: &str) -> Result<Value, Error> {
-        if !caller.can_introspect && !caller.is_admin {
+        // A public client proves nothing about itself: it may never introspect.
+        if caller.is_public() || (!caller.can_introspect && !caller.is_admin) {
             return Err(Error::AccessDenied);
         }
         let inactive = json!({"active": false});

@@ -10,8 +10,8 @@ use super::throttle::Subject;
 use super::{Error, Issuer};
 use crate::model::{Client, GrantType, Session};
 
-/// RFC 6749 §5.1.
-#[derive(Debug, Serialize)]
+/// RFC 6749 §5.1. No `Debug`: it carries tokens.
+#[derive(Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -111,9 +111,14 @@ impl Issuer {
         let first = client
             .allows(GrantType::RefreshToken)
             .then(|| self.new_refresh_token(session.session_id, &scope, now));
-        self.store
+        let stored = self
+            .store
             .add_session(&session, first.as_ref().map(|(_, record)| record))
             .await?;
+        if !stored {
+            // Disabled while this login was being verified.
+            return Err(Error::InvalidGrant);
+        }
         let sid = session.session_id.to_string();
         tracing::info!(session_id = %sid, "session created");
         let mut event = self.event(

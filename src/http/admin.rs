@@ -71,14 +71,16 @@ impl ClientView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// No `Debug`: it carries a password.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     username: String,
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// No `Debug`: it may carry a password.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     disabled: Option<bool>,

@@ -10,9 +10,16 @@ use serde::de::DeserializeOwned;
 use super::ApiError;
 use crate::domain::Error;
 
-/// The parameters of a form-encoded body.
-#[derive(Debug, Default)]
+/// The parameters of a form-encoded body. `Debug` shows names only: values include passwords,
+/// secrets and tokens.
+#[derive(Default)]
 pub struct Params(HashMap<String, String>);
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 impl Params {
     pub fn parse(body: &[u8]) -> Result<Self, Error> {

@@ -217,6 +217,8 @@ pub struct RefreshTokenRecord {
     pub successor_ciphertext: Option<Vec<u8>>,
     /// Whether the successor is still live (neither used nor revoked).
     pub successor_unused: bool,
+    /// The successor's scope (a rotation may have narrowed it).
+    pub successor_scope: Option<String>,
     // The session's side.
     pub client_id: String,
     pub user_id: uuid::Uuid,

@@ -130,12 +130,14 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Option<User>, StoreError>;
 
-    /// Stores a session and, if given, its first refresh token, together.
+    /// Stores a session and, if given, its first refresh token, together, unless the user has
+    /// been disabled meanwhile (then `false`, nothing stored): a login racing an offboarding
+    /// never outlives it.
     async fn add_session(
         &self,
         session: &Session,
         first: Option<&NewRefreshToken>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// A refresh token by (session id, digest), with its session's state.
     async fn find_refresh_token(

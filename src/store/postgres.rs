@@ -32,6 +32,7 @@ struct RefreshRow {
     revoked_at: Option<OffsetDateTime>,
     successor_ciphertext: Option<Vec<u8>>,
     successor_unused: bool,
+    successor_scope: Option<String>,
     client_id: String,
     user_id: uuid::Uuid,
     session_expires_at: OffsetDateTime,
@@ -56,6 +57,7 @@ impl TryFrom<RefreshRow> for RefreshTokenRecord {
             revoked_at: row.revoked_at,
             successor_ciphertext: row.successor_ciphertext,
             successor_unused: row.successor_unused,
+            successor_scope: row.successor_scope,
             client_id: row.client_id,
             user_id: row.user_id,
             session_expires_at: row.session_expires_at,
@@ -682,8 +684,18 @@ impl Store for PgStore {
         &self,
         session: &Session,
         first: Option<&NewRefreshToken>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Waits for an offboarding in progress (it locks the row first), then sees its outcome.
+        let enabled: Option<bool> = sqlx::query_scalar(
+            "select not disabled from user_account where user_id = $1 for share",
+        )
+        .bind(session.user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if enabled != Some(true) {
+            return Ok(false);
+        }
         sqlx::query(
             "insert into session (session_id, client_id, user_id, scope, created_at, expires_at)
              values ($1, $2, $3, $4, $5, $6)",
@@ -700,7 +712,7 @@ impl Store for PgStore {
             insert_refresh(&mut tx, first).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn find_refresh_token(
@@ -714,6 +726,8 @@ impl Store for PgStore {
                     coalesce((select n.consumed_at is null and n.revoked_at is null from refresh_token n
                               where n.session_id = t.session_id and n.token_digest = t.successor_digest), false)
                         as successor_unused,
+                    (select n.scope from refresh_token n
+                     where n.session_id = t.session_id and n.token_digest = t.successor_digest) as successor_scope,
                     s.client_id, s.user_id, s.expires_at as session_expires_at,
                     s.revoked_at as session_revoked_at, u.disabled as user_disabled
              from refresh_token t
@@ -901,6 +915,14 @@ impl Store for PgStore {
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let user_id = uuid::Uuid::parse_str(value).ok();
+        if kind == RevocationKind::Subject {
+            // The user row first, as update_user and add_session take it: no deadlock, and a
+            // login in flight waits, then sees the user disabled.
+            sqlx::query("select 1 from user_account where user_id = $1 for update")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let sessions: Vec<uuid::Uuid> = match kind {
             RevocationKind::Subject => {
                 sqlx::query_scalar(

@@ -57,6 +57,7 @@ struct RefreshRow {
     revoked_at: Option<i64>,
     successor_ciphertext: Option<Vec<u8>>,
     successor_unused: bool,
+    successor_scope: Option<String>,
     client_id: String,
     user_id: String,
     session_expires_at: i64,
@@ -82,6 +83,7 @@ impl TryFrom<RefreshRow> for RefreshTokenRecord {
             revoked_at: from_ms_opt(row.revoked_at)?,
             successor_ciphertext: row.successor_ciphertext,
             successor_unused: row.successor_unused,
+            successor_scope: row.successor_scope,
             client_id: row.client_id,
             user_id: row.user_id.parse().map_err(decode)?,
             session_expires_at: from_ms(row.session_expires_at)?,
@@ -631,8 +633,16 @@ impl Store for SqliteStore {
         &self,
         session: &Session,
         first: Option<&NewRefreshToken>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with("begin immediate").await?;
+        let enabled: Option<bool> =
+            sqlx::query_scalar("select not disabled from user_account where user_id = $1")
+                .bind(session.user_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if enabled != Some(true) {
+            return Ok(false);
+        }
         sqlx::query(
             "insert into session (session_id, client_id, user_id, scope, created_at, expires_at)
              values ($1, $2, $3, $4, $5, $6)",
@@ -649,7 +659,7 @@ impl Store for SqliteStore {
             insert_refresh(&mut tx, first).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn find_refresh_token(
@@ -663,6 +673,8 @@ impl Store for SqliteStore {
                     coalesce((select n.consumed_at is null and n.revoked_at is null from refresh_token n
                               where n.session_id = t.session_id and n.token_digest = t.successor_digest), 0)
                         as successor_unused,
+                    (select n.scope from refresh_token n
+                     where n.session_id = t.session_id and n.token_digest = t.successor_digest) as successor_scope,
                     s.client_id, s.user_id, s.expires_at as session_expires_at,
                     s.revoked_at as session_revoked_at, u.disabled as user_disabled
              from refresh_token t

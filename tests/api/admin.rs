@@ -168,6 +168,10 @@ async fn client_validation_names_the_field(backend: Backend) {
             "admin",
         ),
         (json!({"audiences": ["a"]}), "grant_types"),
+        (
+            json!({"grant_types": ["password"], "audiences": ["a"], "public": true, "introspect": true}),
+            "introspect",
+        ),
         (with("colour", json!("blue")), "colour"),
     ] {
         let response = app

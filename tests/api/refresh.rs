@@ -495,6 +495,10 @@ async fn scope_may_narrow_but_never_widen(backend: Backend) {
     .await;
     let narrowed = refreshed(grant(login.refresh_token.clone(), "read").await).await;
     assert_eq!(narrowed["scope"], "read");
+    // A retry of the consumed token inside the window cannot undo the narrowing.
+    let retried = refreshed(refresh(&app, &login.client, &login.refresh_token).await).await;
+    assert_eq!(retried["refresh_token"], narrowed["refresh_token"]);
+    assert_eq!(retried["scope"], "read");
     let token = narrowed["refresh_token"].as_str().unwrap().to_owned();
     // The successor keeps the narrowed scope: asking for write again is widening.
     assert_error(

@@ -629,7 +629,45 @@ async fn the_audit_log_records_security_events_without_secrets(backend: Backend)
     .await;
 }
 
+/// Disabling a user through the admin API is an offboarding: their access tokens die too, and
+/// so do they when the password is reset.
+async fn disabling_or_resetting_a_user_kills_their_access_tokens(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let w = world(&app).await;
+    let (access, refresh_token) = tokens(&app, &w).await;
+    let patch = |body: Value| {
+        app.admin(Method::PATCH, &format!("/admin/users/{}", w.user))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        patch(json!({"disabled": true})).await.unwrap().status(),
+        200
+    );
+    assert!(!active(&app, &w, &access).await);
+    assert!(!active(&app, &w, &refresh_token).await);
+    assert_eq!(
+        patch(json!({"disabled": false})).await.unwrap().status(),
+        200
+    );
+    app.clock.advance(time::Duration::seconds(1));
+    let (access, _) = tokens(&app, &w).await;
+    assert!(active(&app, &w, &access).await);
+    assert_eq!(
+        patch(json!({"password": "alice's new password"}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        !active(&app, &w, &access).await,
+        "a password reset ends the old sessions"
+    );
+}
+
 both_backends!(
+    disabling_or_resetting_a_user_kills_their_access_tokens,
     introspection_of_every_token_kind,
     rfc7009_token_revocation,
     offboarding_end_to_end,
