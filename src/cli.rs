@@ -121,6 +121,10 @@ pub enum ClientCommand {
     Show { client_id: String },
     /// Replace a client's secret; the new one is printed once, the old one stops working.
     RotateSecret { client_id: String },
+    /// Disable a client: it can no longer authenticate.
+    Disable { client_id: String },
+    /// Enable a client again.
+    Enable { client_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +269,16 @@ impl ClientCommand {
                 }
             }
             Self::Show { client_id } => print_client(&issuer.client(&client_id).await?),
+            Self::Disable { client_id } => print_client(
+                &issuer
+                    .set_client_disabled(CLI_ACTOR, &client_id, true)
+                    .await?,
+            ),
+            Self::Enable { client_id } => print_client(
+                &issuer
+                    .set_client_disabled(CLI_ACTOR, &client_id, false)
+                    .await?,
+            ),
             Self::RotateSecret { client_id } => {
                 let secret = issuer.rotate_client_secret(CLI_ACTOR, &client_id).await?;
                 println!("client_id:     {client_id}");

@@ -188,6 +188,53 @@ impl Issuer {
         Ok(secret)
     }
 
+    /// Disables a client (it can no longer authenticate; what it holds stays valid unless
+    /// revoked) or enables it again. The last enabled admin client cannot be disabled.
+    pub async fn set_client_disabled(
+        &self,
+        actor: &str,
+        client_id: &str,
+        disabled: bool,
+    ) -> Result<Client, Error> {
+        let client = self.client(client_id).await?;
+        if disabled && client.is_admin {
+            let admins = self
+                .store
+                .list_clients()
+                .await?
+                .into_iter()
+                .filter(|c| c.is_admin && !c.disabled && c.client_id != client_id)
+                .count();
+            if admins == 0 {
+                return Err(Error::Conflict(
+                    "the last enabled admin client cannot be disabled".into(),
+                ));
+            }
+        }
+        if !self
+            .store
+            .set_client_disabled(client_id, disabled, self.clock.now())
+            .await?
+        {
+            return Err(Error::NotFound("client"));
+        }
+        self.refresh_after_write().await;
+        let event_type = if disabled {
+            "client_disabled"
+        } else {
+            "client_enabled"
+        };
+        self.admin_event(
+            event_type,
+            actor,
+            None,
+            Some(client_id),
+            serde_json::json!({}),
+        )
+        .await;
+        self.client(client_id).await
+    }
+
     pub async fn create_user(
         &self,
         actor: &str,

@@ -146,6 +146,25 @@ pub async fn get_client(
     )))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateClient {
+    disabled: bool,
+}
+
+pub async fn update_client(
+    State(app): State<AppState>,
+    AdminClient(admin): AdminClient,
+    Path(client_id): Path<String>,
+    JsonBody(body): JsonBody<UpdateClient>,
+) -> Result<Json<ClientView>, ApiError> {
+    let client = app
+        .issuer
+        .set_client_disabled(&admin.client_id, &client_id, body.disabled)
+        .await?;
+    Ok(Json(ClientView::new(client, None)))
+}
+
 pub async fn rotate_client_secret(
     State(app): State<AppState>,
     AdminClient(admin): AdminClient,

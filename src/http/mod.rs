@@ -101,7 +101,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/admin/audit", get(revoke::audit))
         .route("/metrics", get(metrics_text))
         .route("/admin/clients", post(admin::create_client))
-        .route("/admin/clients/{client_id}", get(admin::get_client))
+        .route(
+            "/admin/clients/{client_id}",
+            get(admin::get_client).patch(admin::update_client),
+        )
         .route(
             "/admin/clients/{client_id}/secret",
             post(admin::rotate_client_secret),

@@ -110,6 +110,14 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
 
+    /// Enables or disables a client; `false` for an unknown client. Announced on the feed.
+    async fn set_client_disabled(
+        &self,
+        client_id: &str,
+        disabled: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
     /// Registers a user; [`StoreError::Conflict`] if the normalised username is taken.
     async fn add_user(&self, user: &User) -> Result<(), StoreError>;
 

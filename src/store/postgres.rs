@@ -607,6 +607,29 @@ impl Store for PgStore {
         Ok(true)
     }
 
+    async fn set_client_disabled(
+        &self,
+        client_id: &str,
+        disabled: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated =
+            sqlx::query("update client set disabled = $2, updated_at = $3 where client_id = $1")
+                .bind(client_id)
+                .bind(disabled)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        announce(&mut tx, topic::CLIENTS, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn add_user(&self, user: &User) -> Result<(), StoreError> {
         sqlx::query(
             "insert into user_account (user_id, username, username_key, password_phc, disabled, created_at, updated_at)

@@ -13,6 +13,7 @@ async fn admin_endpoints_need_an_admin_client(backend: Backend) {
     let endpoints = [
         (Method::POST, "/admin/clients"),
         (Method::GET, "/admin/clients/x"),
+        (Method::PATCH, "/admin/clients/x"),
         (Method::POST, "/admin/clients/x/secret"),
         (Method::POST, "/admin/users"),
         (Method::PATCH, "/admin/users/x"),
