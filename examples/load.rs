@@ -1,13 +1,30 @@
-//! Load generator for `POST /token`: a real HTTP client (reqwest, keep-alive), a fixed number of
-//! worker tasks, a warm-up, then a timed run; prints requests/s, latency percentiles and the
-//! answers that were not 2xx. `scripts/load.sh` runs the whole measurement.
+//! Load generator for `POST /token` and `POST /introspect`: a real HTTP client (reqwest,
+//! keep-alive), a fixed number of worker tasks, a warm-up, then a timed run; prints requests/s,
+//! latency percentiles and the answers that were not 2xx. `scripts/load.sh` runs the `/token`
+//! measurement, `scripts/refresh_load.sh` the refresh one, `scripts/introspect_load.sh` the
+//! introspection one.
 //!
 //! ```sh
 //! cargo run --release --example load -- --url http://127.0.0.1:8080 \
 //!     --scenario client-credentials --client-id ID --client-secret SECRET \
 //!     --concurrency 32 --warmup 3 --duration 10 [--rate 5000]
+//! cargo run --release --example load -- --scenario refresh --client-id ID --client-secret SECRET \
+//!     --username USER --password PASSWORD --concurrency 32
+//! cargo run --release --example load -- --scenario introspect --client-id ID --client-secret SECRET
 //! cargo run --release --example load -- --scenario argon2-bare --duration 5
 //! ```
+//!
+//! `refresh`: every worker holds its own session. Before the warm-up each one logs in once
+//! (password grant, so argon2id stays out of the measured window) and then refreshes in a chain,
+//! each request presenting the refresh token the previous answer returned. A 2xx without a
+//! refresh token counts as a bad answer; after a transport error or a 5xx the worker presents
+//! the same token again (the server's retry window hands back the successor if the first
+//! attempt did rotate); after a 4xx the chain is broken and the worker logs in again (counted as
+//! a re-login, its request time not recorded).
+//!
+//! `introspect`: one live access token is obtained once with `client_credentials` (the same
+//! client, which must also be allowed to introspect) unless `--token` is given; every request
+//! then introspects it, and an answer without `"active":true` counts as a bad answer.
 //!
 //! Latency is measured per request, from just before it is sent to the last byte of the answer,
 //! and kept as microseconds; percentiles are nearest-rank over the timed run only. With `--rate`
@@ -35,6 +52,10 @@ enum Scenario {
     ClientCredentials,
     /// POST /token grant_type=password, client with HTTP Basic, user in the form.
     Password,
+    /// POST /token grant_type=refresh_token, one session per worker, refreshing in a chain.
+    Refresh,
+    /// POST /introspect of one live access token, client authenticated with HTTP Basic.
+    Introspect,
     /// No HTTP: argon2id verifications (m=19456 KiB, t=2, p=1) in one thread.
     Argon2Bare,
 }
@@ -44,13 +65,15 @@ impl Scenario {
         match self {
             Self::ClientCredentials => "client-credentials",
             Self::Password => "password",
+            Self::Refresh => "refresh",
+            Self::Introspect => "introspect",
             Self::Argon2Bare => "argon2-bare",
         }
     }
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "Load generator for Tessera's POST /token")]
+#[command(about = "Load generator for Tessera's POST /token and POST /introspect")]
 struct Args {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -86,6 +109,13 @@ struct Args {
     /// `resource` form parameter (omitted if unset).
     #[arg(long)]
     resource: Option<String>,
+    /// introspect: the access token to introspect (default: one obtained with
+    /// client_credentials by the same client before the run).
+    #[arg(long)]
+    token: Option<String>,
+    /// refresh: logins in flight at once while the workers open their sessions.
+    #[arg(long, default_value_t = 4)]
+    login_concurrency: usize,
     /// PID of the server, to report its CPU time over the timed run (Linux /proc).
     #[arg(long)]
     server_pid: Option<u32>,
@@ -151,8 +181,16 @@ fn check(args: &Args) -> Result<(), String> {
     if args.client_id.is_none() || args.client_secret.is_none() {
         return Err("--client-id and --client-secret are required".into());
     }
-    if args.scenario == Scenario::Password && (args.username.is_none() || args.password.is_none()) {
-        return Err("--username and --password are required for --scenario password".into());
+    if matches!(args.scenario, Scenario::Password | Scenario::Refresh)
+        && (args.username.is_none() || args.password.is_none())
+    {
+        return Err(format!(
+            "--username and --password are required for --scenario {}",
+            args.scenario.name()
+        ));
+    }
+    if args.login_concurrency == 0 {
+        return Err("--login-concurrency must be at least 1".into());
     }
     Ok(())
 }
@@ -160,9 +198,16 @@ fn check(args: &Args) -> Result<(), String> {
 /// Everything a worker needs; shared read-only.
 struct Plan {
     client: reqwest::Client,
-    token_url: String,
+    scenario: Scenario,
+    /// Where every request goes: `/token`, or `/introspect`.
+    endpoint: String,
     authorization: HeaderValue,
+    /// The body of every request, except with `refresh`, whose body names the worker's token.
     body: bytes::Bytes,
+    /// refresh: the `scope` sent with every refresh (if set).
+    scope: Option<String>,
+    /// refresh: how a worker whose chain broke opens a new session.
+    login: Option<Login>,
     /// Seconds between two scheduled requests (across all workers), with --rate.
     interval: Option<f64>,
     start: Instant,
@@ -177,11 +222,128 @@ struct Stats {
     /// With --rate: how late each recorded request left against its schedule, microseconds.
     lag_us: Vec<u32>,
     ok: u64,
+    /// Answers that were 2xx but not what the scenario expects (no refresh token; an inactive
+    /// token at introspection). Not counted in `ok`.
+    bad_answers: u64,
     /// Answers that were not 2xx, by status.
     statuses: BTreeMap<u16, u64>,
     /// Requests that got no complete answer (connection error, timeout).
     transport_errors: u64,
+    /// refresh: sessions opened again during the run because a chain broke.
+    relogins: u64,
     first_failure: Option<String>,
+}
+
+/// The password grant of the `refresh` scenario: opens a session, returns its refresh token.
+#[derive(Clone)]
+struct Login {
+    client: reqwest::Client,
+    token_url: String,
+    authorization: HeaderValue,
+    body: bytes::Bytes,
+}
+
+/// The fields of a token answer the generator needs.
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+}
+
+/// The field of an introspection answer the generator checks.
+#[derive(serde::Deserialize)]
+struct IntrospectionAnswer {
+    active: bool,
+}
+
+impl Login {
+    /// One login; a 503 (argon2id busy) or 429 is retried after a pause, up to 20 times.
+    async fn session(&self) -> Result<String, String> {
+        let mut pause = Duration::from_millis(100);
+        for _ in 0..20 {
+            let response = self
+                .client
+                .post(&self.token_url)
+                .header(AUTHORIZATION, self.authorization.clone())
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(self.body.clone())
+                .send()
+                .await
+                .map_err(|e| format!("login request to {}: {e}", self.token_url))?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            if status.is_success() {
+                return serde_json::from_str::<TokenAnswer>(&text)
+                    .ok()
+                    .and_then(|answer| answer.refresh_token)
+                    .ok_or_else(|| {
+                        format!(
+                            "login answered {status} without a refresh_token (may the client use the refresh_token grant?): {}",
+                            text.chars().take(300).collect::<String>()
+                        )
+                    });
+            }
+            if status.as_u16() != 503 && status.as_u16() != 429 {
+                return Err(format!(
+                    "login answered {status}: {}",
+                    text.chars().take(300).collect::<String>()
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+        Err("login: still refused (503/429) after 20 attempts".into())
+    }
+}
+
+/// Opens one session per worker, `parallel` logins at a time.
+async fn open_sessions(
+    login: &Login,
+    count: usize,
+    parallel: usize,
+) -> Result<Vec<String>, String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut tokens = Vec::with_capacity(count);
+    let mut started = 0;
+    while tokens.len() < count {
+        while started < count && tasks.len() < parallel {
+            let login = login.clone();
+            tasks.spawn(async move { login.session().await });
+            started += 1;
+        }
+        match tasks.join_next().await {
+            Some(Ok(result)) => tokens.push(result?),
+            Some(Err(e)) => return Err(format!("a login task failed: {e}")),
+            None => break,
+        }
+    }
+    Ok(tokens)
+}
+
+/// One request before the run: a wrong credential or URL stops here with the server's answer.
+async fn preflight(
+    client: &reqwest::Client,
+    url: &str,
+    authorization: &HeaderValue,
+    body: bytes::Bytes,
+) -> Result<String, String> {
+    let response = client
+        .post(url)
+        .header(AUTHORIZATION, authorization.clone())
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("preflight request to {url}: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!(
+            "preflight request to {url} answered {status}: {}",
+            text.chars().take(300).collect::<String>()
+        ));
+    }
+    Ok(text)
 }
 
 async fn http_load(args: &Args) -> Result<(), String> {
@@ -192,38 +354,93 @@ async fn http_load(args: &Args) -> Result<(), String> {
         .timeout(Duration::from_secs_f64(args.timeout))
         .build()
         .map_err(|e| format!("building the HTTP client: {e}"))?;
-    let token_url = format!("{}/token", args.url.trim_end_matches('/'));
+    let base = args.url.trim_end_matches('/');
+    let token_url = format!("{base}/token");
     let authorization = basic_auth(
         args.client_id.as_deref().unwrap_or_default(),
         args.client_secret.as_deref().unwrap_or_default(),
     );
-    let body = form_body(args);
 
-    // One request first: a wrong credential or URL stops here with the server's answer.
-    let response = client
-        .post(&token_url)
-        .header(AUTHORIZATION, authorization.clone())
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body.clone())
-        .send()
-        .await
-        .map_err(|e| format!("preflight request to {token_url}: {e}"))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() || !text.contains("\"access_token\"") {
-        return Err(format!(
-            "preflight request to {token_url} answered {status}: {}",
-            text.chars().take(300).collect::<String>()
-        ));
-    }
+    let mut sessions: Vec<Option<String>> = vec![None; args.concurrency];
+    let mut login = None;
+    let mut setup_note = None;
+    let (endpoint, body) = match args.scenario {
+        Scenario::ClientCredentials | Scenario::Password => {
+            let body = form_body(args);
+            let text = preflight(&client, &token_url, &authorization, body.clone()).await?;
+            if !text.contains("\"access_token\"") {
+                return Err(format!(
+                    "preflight request to {token_url} answered without an access_token: {}",
+                    text.chars().take(300).collect::<String>()
+                ));
+            }
+            (token_url.clone(), body)
+        }
+        Scenario::Refresh => {
+            let opener = Login {
+                client: client.clone(),
+                token_url: token_url.clone(),
+                authorization: authorization.clone(),
+                body: form_body(args),
+            };
+            // Before the warm-up: the logins' argon2id stays out of the measured window.
+            let began = Instant::now();
+            let tokens = open_sessions(&opener, args.concurrency, args.login_concurrency).await?;
+            setup_note = Some(format!(
+                "sessions      {} opened by password logins before the warm-up in {:.2} s ({} at a time)",
+                tokens.len(),
+                began.elapsed().as_secs_f64(),
+                args.login_concurrency
+            ));
+            sessions = tokens.into_iter().map(Some).collect();
+            login = Some(opener);
+            (token_url.clone(), bytes::Bytes::new())
+        }
+        Scenario::Introspect => {
+            let token = match &args.token {
+                Some(token) => token.clone(),
+                None => {
+                    let text =
+                        preflight(&client, &token_url, &authorization, form_body(args)).await?;
+                    serde_json::from_str::<TokenAnswer>(&text)
+                        .ok()
+                        .and_then(|answer| answer.access_token)
+                        .ok_or_else(|| {
+                            format!(
+                                "client_credentials at {token_url} answered without an access_token: {}",
+                                text.chars().take(300).collect::<String>()
+                            )
+                        })?
+                }
+            };
+            let introspect_url = format!("{base}/introspect");
+            let body = introspect_body(&token);
+            let text = preflight(&client, &introspect_url, &authorization, body.clone()).await?;
+            if !serde_json::from_str::<IntrospectionAnswer>(&text).is_ok_and(|a| a.active) {
+                return Err(format!(
+                    "the token to introspect is not active: {}",
+                    text.chars().take(300).collect::<String>()
+                ));
+            }
+            setup_note = Some(format!(
+                "token         one live access token ({} bytes) introspected by every request",
+                token.len()
+            ));
+            (introspect_url, body)
+        }
+        Scenario::Argon2Bare => unreachable!("no HTTP in argon2-bare"),
+    };
 
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let plan = Arc::new(Plan {
         client,
-        token_url,
+        scenario: args.scenario,
+        endpoint,
         authorization,
         body,
+        scope: args.scope.clone(),
+        login,
         interval: args.rate.map(|rate| 1.0 / rate),
         start,
         measure_from,
@@ -234,8 +451,16 @@ async fn http_load(args: &Args) -> Result<(), String> {
         Some(rate) => (rate * args.duration / args.concurrency as f64) as usize + 16,
         None => 4096,
     };
-    let workers: Vec<_> = (0..args.concurrency)
-        .map(|_| tokio::spawn(worker(Arc::clone(&plan), Arc::clone(&tickets), capacity)))
+    let workers: Vec<_> = sessions
+        .into_iter()
+        .map(|session| {
+            tokio::spawn(worker(
+                Arc::clone(&plan),
+                Arc::clone(&tickets),
+                capacity,
+                session,
+            ))
+        })
         .collect();
     // CPU time over the timed run, of this process (is the generator the bottleneck?) and, with
     // --server-pid, of the server (its tokens per CPU-second do not depend on neighbours).
@@ -249,6 +474,8 @@ async fn http_load(args: &Args) -> Result<(), String> {
         total.latency_us.extend_from_slice(&stats.latency_us);
         total.lag_us.extend_from_slice(&stats.lag_us);
         total.ok += stats.ok;
+        total.bad_answers += stats.bad_answers;
+        total.relogins += stats.relogins;
         total.transport_errors += stats.transport_errors;
         for (status, n) in stats.statuses {
             *total.statuses.entry(status).or_default() += n;
@@ -256,6 +483,9 @@ async fn http_load(args: &Args) -> Result<(), String> {
         if total.first_failure.is_none() {
             total.first_failure = stats.first_failure;
         }
+    }
+    if let Some(note) = setup_note {
+        println!("{note}");
     }
     report(args, total, before.usage(&after));
     Ok(())
@@ -332,7 +562,49 @@ fn thread_cpu_ns(schedstat: &std::path::Path) -> Option<u64> {
         .ok()
 }
 
-async fn worker(plan: Arc<Plan>, tickets: Arc<AtomicU64>, capacity: usize) -> Stats {
+/// What an answer means for the worker's chain.
+enum Outcome {
+    /// 2xx as expected; with `refresh`, the token to present next.
+    Ok(Option<String>),
+    /// 2xx but not the answer the scenario expects.
+    Bad(String),
+    /// Not 2xx.
+    Status(reqwest::StatusCode, String),
+    Transport(String),
+}
+
+fn judge(scenario: Scenario, status: reqwest::StatusCode, body: &[u8]) -> Outcome {
+    let text = || {
+        String::from_utf8_lossy(body)
+            .chars()
+            .take(200)
+            .collect::<String>()
+    };
+    if !status.is_success() {
+        return Outcome::Status(status, text());
+    }
+    match scenario {
+        Scenario::Refresh => match serde_json::from_slice::<TokenAnswer>(body) {
+            Ok(TokenAnswer {
+                refresh_token: Some(next),
+                ..
+            }) => Outcome::Ok(Some(next)),
+            _ => Outcome::Bad(format!("{status} without a refresh_token: {}", text())),
+        },
+        Scenario::Introspect => match serde_json::from_slice::<IntrospectionAnswer>(body) {
+            Ok(IntrospectionAnswer { active: true }) => Outcome::Ok(None),
+            _ => Outcome::Bad(format!("{status} but not active: {}", text())),
+        },
+        _ => Outcome::Ok(None),
+    }
+}
+
+async fn worker(
+    plan: Arc<Plan>,
+    tickets: Arc<AtomicU64>,
+    capacity: usize,
+    mut session: Option<String>,
+) -> Stats {
     let mut stats = Stats {
         latency_us: Vec::with_capacity(capacity),
         lag_us: Vec::with_capacity(if plan.interval.is_some() { capacity } else { 0 }),
@@ -351,54 +623,90 @@ async fn worker(plan: Arc<Plan>, tickets: Arc<AtomicU64>, capacity: usize) -> St
             }
             None => None,
         };
+        let body = match &session {
+            Some(token) => refresh_body(token, plan.scope.as_deref()),
+            None => plan.body.clone(),
+        };
         let sent = Instant::now();
         if sent >= plan.end {
             break;
         }
         let outcome = match plan
             .client
-            .post(&plan.token_url)
+            .post(&plan.endpoint)
             .header(AUTHORIZATION, plan.authorization.clone())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(plan.body.clone())
+            .body(body)
             .send()
             .await
         {
             Ok(response) => {
                 let status = response.status();
                 match response.bytes().await {
-                    Ok(body) => Ok((status, body)),
-                    Err(e) => Err(e),
+                    Ok(body) => judge(plan.scenario, status, &body),
+                    Err(e) => Outcome::Transport(e.to_string()),
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => Outcome::Transport(e.to_string()),
         };
         let done = Instant::now();
-        if sent < plan.measure_from || done > plan.end {
-            continue;
-        }
-        stats.latency_us.push(micros(done - sent));
-        if let Some(due) = due {
-            stats
-                .lag_us
-                .push(micros(sent.saturating_duration_since(due)));
-        }
-        match outcome {
-            Ok((status, _)) if status.is_success() => stats.ok += 1,
-            Ok((status, body)) => {
-                *stats.statuses.entry(status.as_u16()).or_default() += 1;
-                if stats.first_failure.is_none() {
-                    let text = String::from_utf8_lossy(&body);
-                    stats.first_failure = Some(format!(
-                        "{status}: {}",
-                        text.chars().take(200).collect::<String>()
-                    ));
-                }
+        let recorded = sent >= plan.measure_from && done <= plan.end;
+        if recorded {
+            stats.latency_us.push(micros(done - sent));
+            if let Some(due) = due {
+                stats
+                    .lag_us
+                    .push(micros(sent.saturating_duration_since(due)));
             }
-            Err(e) => {
-                stats.transport_errors += 1;
-                if stats.first_failure.is_none() {
-                    stats.first_failure = Some(format!("transport error: {e}"));
+        }
+        // The chain goes on whether or not the request was recorded.
+        let mut broken = false;
+        let failure = match outcome {
+            Outcome::Ok(next) => {
+                if next.is_some() {
+                    session = next;
+                }
+                if recorded {
+                    stats.ok += 1;
+                }
+                None
+            }
+            Outcome::Bad(text) => {
+                if recorded {
+                    stats.bad_answers += 1;
+                }
+                Some(text)
+            }
+            Outcome::Status(status, text) => {
+                // A 4xx ends a refresh chain (invalid_grant: consumed, revoked, expired); a 5xx
+                // may not have rotated, and a retry inside the window is answered anyway.
+                broken = status.is_client_error();
+                if recorded {
+                    *stats.statuses.entry(status.as_u16()).or_default() += 1;
+                }
+                Some(format!("{status}: {text}"))
+            }
+            Outcome::Transport(e) => {
+                if recorded {
+                    stats.transport_errors += 1;
+                }
+                Some(format!("transport error: {e}"))
+            }
+        };
+        if recorded && stats.first_failure.is_none() {
+            stats.first_failure = failure;
+        }
+        if broken && let (Some(_), Some(login)) = (&session, &plan.login) {
+            match login.session().await {
+                Ok(token) => {
+                    session = Some(token);
+                    stats.relogins += 1;
+                }
+                Err(e) => {
+                    if stats.first_failure.is_none() {
+                        stats.first_failure = Some(format!("re-login failed, worker stopped: {e}"));
+                    }
+                    break;
                 }
             }
         }
@@ -467,6 +775,18 @@ fn report(args: &Args, mut total: Stats, usage: Usage) {
         }
     );
     println!("  transport errors {}", total.transport_errors);
+    if matches!(args.scenario, Scenario::Refresh | Scenario::Introspect) {
+        println!(
+            "  bad answers   {} (2xx without a refresh token / not active; not counted as 2xx above)",
+            total.bad_answers
+        );
+    }
+    if args.scenario == Scenario::Refresh {
+        println!(
+            "  re-logins     {} (a refresh chain broke on a 4xx and its worker logged in again)",
+            total.relogins
+        );
+    }
     if let Some(cpu) = usage.generator {
         println!(
             "  generator CPU {:.0}% of one core over the timed run",
@@ -495,7 +815,7 @@ fn report(args: &Args, mut total: Stats, usage: Usage) {
         .map(|(status, n)| format!("{status}:{n}"))
         .collect();
     println!(
-        "RESULT scenario={} concurrency={} rate={} count={count} rps={rps:.1} ok={} ok_rps={ok_rps:.1} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} non2xx={non_2xx} statuses={} transport_errors={} generator_cpu={} server_cpu={} ok_per_server_cpu_s={} server_faults_per_request={}",
+        "RESULT scenario={} concurrency={} rate={} count={count} rps={rps:.1} ok={} ok_rps={ok_rps:.1} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} non2xx={non_2xx} statuses={} transport_errors={} generator_cpu={} server_cpu={} ok_per_server_cpu_s={} server_faults_per_request={} p999_ms={:.3} bad_answers={} relogins={}",
         args.scenario.name(),
         args.concurrency,
         args.rate.map_or("max".to_owned(), |r| format!("{r:.0}")),
@@ -518,6 +838,9 @@ fn report(args: &Args, mut total: Stats, usage: Usage) {
             .map_or("-".to_owned(), |c| format!("{:.0}%", c * 100.0)),
         per_server_cpu.map_or("-".to_owned(), |r| format!("{r:.1}")),
         faults_per_request.map_or("-".to_owned(), |f| format!("{f:.1}")),
+        ms(p999),
+        total.bad_answers,
+        total.relogins,
     );
 }
 
@@ -547,13 +870,15 @@ fn basic_auth(id: &str, secret: &str) -> HeaderValue {
     header
 }
 
+/// The `/token` form of a scenario: `client_credentials` (also how `introspect` gets its
+/// token), or `password` (also how `refresh` opens its sessions).
 fn form_body(args: &Args) -> bytes::Bytes {
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     match args.scenario {
-        Scenario::ClientCredentials => {
+        Scenario::ClientCredentials | Scenario::Introspect => {
             form.append_pair("grant_type", "client_credentials");
         }
-        Scenario::Password => {
+        Scenario::Password | Scenario::Refresh => {
             form.append_pair("grant_type", "password");
             form.append_pair("username", args.username.as_deref().unwrap_or_default());
             form.append_pair("password", args.password.as_deref().unwrap_or_default());
@@ -566,6 +891,24 @@ fn form_body(args: &Args) -> bytes::Bytes {
     if let Some(resource) = &args.resource {
         form.append_pair("resource", resource);
     }
+    bytes::Bytes::from(form.finish())
+}
+
+/// One refresh of a chain: `grant_type=refresh_token` with the worker's current token.
+fn refresh_body(token: &str, scope: Option<&str>) -> bytes::Bytes {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "refresh_token");
+    form.append_pair("refresh_token", token);
+    if let Some(scope) = scope {
+        form.append_pair("scope", scope);
+    }
+    bytes::Bytes::from(form.finish())
+}
+
+/// RFC 7662 §2.1: the token, and nothing else.
+fn introspect_body(token: &str) -> bytes::Bytes {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("token", token);
     bytes::Bytes::from(form.finish())
 }
 
