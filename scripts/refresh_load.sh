@@ -62,6 +62,9 @@ psql -q -v tokens="$PGB_TOKENS" -f benches/refresh_pgbench_setup.sql "$PG_URL/$P
 PGB_FILL_S=$(calc '%.0f' "$(date +%s.%N) - $T0")
 echo "set up in $PGB_FILL_S s"
 PGB_SESSIONS=$(((PGB_TOKENS + 4) / 5))
+# pgbench (libpq) and the server (sqlx) both default to sslmode=prefer: with ssl=on in the
+# cluster, both talk TLS over the loopback, and both pay for it.
+PGB_TLS=$(psql -qAt "$PG_URL/$PGB_DB" -c "select coalesce((select version from pg_stat_ssl where pid = pg_backend_pid() and ssl), 'none')")
 
 for size in "${SIZES[@]}"; do
     say "Set-up: the server database with ${TOKENS[$size]} stored refresh tokens ($size): tessera migrate, benches/refresh_fill.sql"
@@ -93,7 +96,7 @@ refresh_run() {
 }
 
 PGB_ROUND_RATES=()
-declare -A PGB_LINES MAX_RATES STARTUPS RSS
+declare -A PGB_LINES MAX_RATES STARTUPS RSS TLS
 for round in $(seq "$ROUNDS"); do
     for clients in $PGB_CLIENTS; do
         [[ $clients -le 64 ]] || die "benches/refresh.pgbench keeps clients apart for at most 64 clients"
@@ -117,6 +120,11 @@ for round in $(seq "$ROUNDS"); do
         say "Round $round: Tessera with ${TOKENS[$size]} stored refresh tokens ($size)"
         start_server "${DB[$size]}" "$size-$round"
         STARTUPS[$size]+="${STARTUPS[$size]:+, }$STARTUP_S s"
+        if [[ $round -eq 1 ]]; then
+            TLS[$size]=$(psql -qAt "$PG_URL/postgres" -c "
+                select count(*) || ' connections, TLS: ' || coalesce(string_agg(distinct coalesce(s.version, 'none'), ','), '-')
+                from pg_stat_activity a join pg_stat_ssl s using (pid) where a.datname = '${DB[$size]}'")
+        fi
         client_json=$(admin_post /admin/clients \
             '{"grant_types":["password","refresh_token"],"scopes":["read"],"audiences":["https://api.example.com"]}')
         CLIENT_ID=$(jq -er .client_id <<<"$client_json")
@@ -172,7 +180,7 @@ line_for() {
     done
     echo "  p99 at half the max rate (${!half_rate} req/s, achieved $(field rps "$half")): $hp99 ms (p50 $(field p50_ms "$half"), p99.9 $(field p999_ms "$half"), max $(field max_ms "$half"); non-2xx $(field statuses "$half"), transport errors $(field transport_errors "$half")) [${!hnote}] -- target < 25 ms: $(verdict "$hp99 < 25")"
     echo "    CPU: ${!hcpu}"
-    echo "  pre-fill ${FILL_S[$size]} s; server start-ups ${STARTUPS[$size]}; server VmRSS after the last run ${RSS[$size]} MiB; at the end: ${!tables}; server log lines at warn and above: $(grep -c . "$WORK/server-$size.log" || true)"
+    echo "  pre-fill ${FILL_S[$size]} s; server's PostgreSQL pool after start-up: ${TLS[$size]}; server start-ups ${STARTUPS[$size]}; server VmRSS after the last run ${RSS[$size]} MiB; at the end: ${!tables}; server log lines at warn and above: $(grep -c . "$WORK/server-$size.log" || true)"
 }
 
 # shellcheck disable=SC2086
@@ -182,7 +190,7 @@ LARGE_RATE=$(median ${MAX_RATES[large]})
 CHANGE=$(calc '%.1f' "100 * ($LARGE_RATE - $SMALL_RATE) / $SMALL_RATE")
 
 say "Summary (revision $REVISION; release server on PostgreSQL, pinned to core $SERVER_CORE; load generator and pgbench on core $CLIENT_CORE; TESSERA_LOG_LEVEL=$LOG_LEVEL; pool ${LOAD_DB_POOL:-default}; $(nproc --all) cores; $(date -u +%FT%TZ))"
-echo "pgbench reference (benches/refresh.pgbench, $PGB_TOKENS stored tokens, set up in $PGB_FILL_S s): $PGB_RATE tps (median over rounds of the better of $PGB_CLIENTS clients: ${PGB_ROUND_RATES[*]})"
+echo "pgbench reference (benches/refresh.pgbench, $PGB_TOKENS stored tokens, set up in $PGB_FILL_S s; TLS to PostgreSQL: $PGB_TLS): $PGB_RATE tps (median over rounds of the better of $PGB_CLIENTS clients: ${PGB_ROUND_RATES[*]})"
 for round in $(seq "$ROUNDS"); do printf '%s' "${PGB_LINES[$round]}"; done
 line_for small
 line_for large
