@@ -16,6 +16,8 @@ const LOAD_BATCH: u32 = 10_000;
 struct State {
     /// The highest revocation id applied; later ones are loaded incrementally.
     last_id: i64,
+    /// When expired entries were last dropped (unix seconds).
+    last_prune: i64,
     /// Values are the unix time after which the entry can no longer match a live token.
     jtis: HashMap<String, i64>,
     sessions: HashMap<String, i64>,
@@ -90,10 +92,16 @@ impl RevocationState {
         Ok(applied)
     }
 
-    /// Drops entries past their usefulness.
+    /// Drops entries past their usefulness, at most once a minute: the pass walks every entry
+    /// under the write lock, and with a million revoked jtis that must not happen every sync.
+    /// (Expired entries left meanwhile match nothing: their tokens have expired too.)
     pub fn prune(&self, now: OffsetDateTime) {
         let now = now.unix_timestamp();
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if now - state.last_prune < 60 {
+            return;
+        }
+        state.last_prune = now;
         state.jtis.retain(|_, until| *until > now);
         state.sessions.retain(|_, until| *until > now);
         state.subjects.retain(|_, (_, until)| *until > now);
