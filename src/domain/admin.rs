@@ -304,12 +304,13 @@ impl Issuer {
             None => None,
         };
         let now = self.clock.now();
-        let user = self
+        // Enabling and the new password here; disabling below, in the same transaction as the
+        // revocation of everything the user holds.
+        let mut user = self
             .store
-            .update_user(id, disabled, phc.as_deref(), now)
+            .update_user(id, disabled.filter(|d| !*d), phc.as_deref(), now)
             .await?
             .ok_or(Error::NotFound("user"))?;
-        tracing::info!(user_id = %user.user_id, disabled = user.disabled, "user updated");
         let event_type = match disabled {
             Some(true) => "user_disabled",
             Some(false) => "user_enabled",
@@ -342,9 +343,11 @@ impl Issuer {
                 )
                 .await?;
             self.sync_revocations().await?;
+            user.disabled |= disabled == Some(true);
         } else {
             self.record(event).await;
         }
+        tracing::info!(user_id = %user.user_id, disabled = user.disabled, "user updated");
         Ok(user)
     }
 

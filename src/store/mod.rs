@@ -128,8 +128,8 @@ pub trait Store: Send + Sync + 'static {
         username_key: &str,
     ) -> Result<Option<User>, StoreError>;
 
-    /// Changes a user. Disabling revokes every live session of the user in the same
-    /// transaction. `None` for an unknown user.
+    /// Changes a user's flag or password; `None` for an unknown user. Disabling with the
+    /// revocation of the user's sessions and tokens is [`Store::revoke_principal`].
     async fn update_user(
         &self,
         user_id: uuid::Uuid,

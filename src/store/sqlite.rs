@@ -638,16 +638,6 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(user) = user else { return Ok(None) };
-        if disabled == Some(true) {
-            sqlx::query(
-                "update session set revoked_at = $2, revoked_reason = 'user_disabled'
-                 where user_id = $1 and revoked_at is null",
-            )
-            .bind(user_id.to_string())
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
         User::try_from(user).map(Some)
     }
