@@ -2,8 +2,14 @@
 
 use josekit::jwk::Jwk;
 use josekit::jwk::alg::ed::EdCurve;
-use josekit::jws::{self, ES256, EdDSA, JwsSigner, JwsVerifier, PS256, RS256};
+use josekit::jws::{ES256, EdDSA, JwsSigner, JwsVerifier, PS256, RS256};
+use openssl::bn::{BigNum, BigNumContext};
+use openssl::ec::{EcGroup, EcKey, EcPoint};
+use openssl::ecdsa::EcdsaSig;
+use openssl::nid::Nid;
+use openssl::pkey::{Private, Public};
 use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
@@ -23,7 +29,14 @@ pub enum KeyError {
     Decrypt,
     #[error("encryption failed")]
     Encrypt,
+    #[error("signing failed")]
+    Sign,
+    #[error("the public key is not a point of P-256")]
+    NotOnCurve,
 }
+
+/// An ES256 signature is the fixed-width r || s of the P-256 ECDSA signature (RFC 7518 §3.4).
+const ES256_HALF: usize = 32;
 
 /// Generates a fresh key pair for `alg` and seals its private half under `master`.
 pub fn generate(alg: SigningAlg, master: &MasterKey) -> Result<NewSigningKey, KeyError> {
@@ -88,7 +101,7 @@ fn public_jwk(private: &Jwk, kid: &str, alg: SigningAlg) -> Result<Jwk, KeyError
 pub struct Signer {
     pub kid: String,
     pub alg: SigningAlg,
-    inner: Box<dyn JwsSigner>,
+    inner: SignWith,
     /// base64url of the protected header, encoded once when the key is loaded.
     encoded_header: String,
 }
@@ -102,6 +115,14 @@ impl std::fmt::Debug for Signer {
     }
 }
 
+/// ES256, the default, goes straight to OpenSSL's ECDSA over the SHA-256 digest (josekit's
+/// signer sets up an EVP context and a DER round trip per call, which costs about a quarter of a
+/// signature); the other algorithms sign through josekit.
+enum SignWith {
+    Es256(EcKey<Private>),
+    Jose(Box<dyn JwsSigner>),
+}
+
 impl Signer {
     pub fn open(
         kid: &str,
@@ -111,11 +132,18 @@ impl Signer {
     ) -> Result<Self, KeyError> {
         let plaintext = Zeroizing::new(master.open(ciphertext, kid.as_bytes())?);
         let private = Jwk::from_bytes(&*plaintext)?;
-        let inner: Box<dyn JwsSigner> = match alg {
-            SigningAlg::Es256 => Box::new(ES256.signer_from_jwk(&private)?),
-            SigningAlg::EdDsa => Box::new(EdDSA.signer_from_jwk(&private)?),
-            SigningAlg::Rs256 => Box::new(RS256.signer_from_jwk(&private)?),
-            SigningAlg::Ps256 => Box::new(PS256.signer_from_jwk(&private)?),
+        let inner = match alg {
+            SigningAlg::Es256 => {
+                // josekit checks the JWK (use, key_ops, alg, crv) before OpenSSL takes the key.
+                ES256.signer_from_jwk(&private)?;
+                let pair = josekit::jwk::alg::ec::EcKeyPair::from_jwk(&private)?;
+                let der = Zeroizing::new(pair.to_raw_private_key());
+                let key = EcKey::private_key_from_der(&der).map_err(|_| KeyError::Sign)?;
+                SignWith::Es256(key)
+            }
+            SigningAlg::EdDsa => SignWith::Jose(Box::new(EdDSA.signer_from_jwk(&private)?)),
+            SigningAlg::Rs256 => SignWith::Jose(Box::new(RS256.signer_from_jwk(&private)?)),
+            SigningAlg::Ps256 => SignWith::Jose(Box::new(PS256.signer_from_jwk(&private)?)),
         };
         // RFC 9068 §2.1: access tokens are typed, so they cannot be confused with ID tokens.
         let header = serde_json::json!({ "alg": alg.as_str(), "typ": "at+jwt", "kid": kid });
@@ -128,7 +156,7 @@ impl Signer {
     }
 
     /// A compact JWS (RFC 7515 §7.1) of `payload` with header `{alg, typ: at+jwt, kid}`. The
-    /// header is encoded once per key; josekit signs the signing input.
+    /// header is encoded once per key.
     pub fn sign(&self, payload: &[u8]) -> Result<String, KeyError> {
         use base64::Engine;
         let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -137,9 +165,28 @@ impl Signer {
         token.push_str(&self.encoded_header);
         token.push('.');
         engine.encode_string(payload, &mut token);
-        let signature = self.inner.sign(token.as_bytes())?;
-        token.push('.');
-        engine.encode_string(signature, &mut token);
+        match &self.inner {
+            SignWith::Es256(key) => {
+                let digest = openssl::sha::sha256(token.as_bytes());
+                let signature = EcdsaSig::sign(&digest, key).map_err(|_| KeyError::Sign)?;
+                let mut raw = [0u8; 2 * ES256_HALF];
+                let (r, s) = raw.split_at_mut(ES256_HALF);
+                signature
+                    .r()
+                    .to_vec_padded(ES256_HALF as i32)
+                    .map(|bytes| r.copy_from_slice(&bytes))
+                    .and_then(|()| signature.s().to_vec_padded(ES256_HALF as i32))
+                    .map(|bytes| s.copy_from_slice(&bytes))
+                    .map_err(|_| KeyError::Sign)?;
+                token.push('.');
+                engine.encode_string(raw, &mut token);
+            }
+            SignWith::Jose(signer) => {
+                let signature = signer.sign(token.as_bytes())?;
+                token.push('.');
+                engine.encode_string(signature, &mut token);
+            }
+        }
         Ok(token)
     }
 }
@@ -148,17 +195,27 @@ impl Signer {
 pub struct Verifier {
     pub kid: String,
     pub alg: SigningAlg,
-    inner: Box<dyn JwsVerifier>,
+    inner: VerifyWith,
+}
+
+/// As [`SignWith`]: ES256 through OpenSSL's ECDSA, the others through josekit.
+enum VerifyWith {
+    Es256(EcKey<Public>),
+    Jose(Box<dyn JwsVerifier>),
 }
 
 impl Verifier {
     pub fn from_public_jwk(kid: &str, alg: SigningAlg, public_jwk: &str) -> Result<Self, KeyError> {
         let public = Jwk::from_bytes(public_jwk.as_bytes())?;
-        let inner: Box<dyn JwsVerifier> = match alg {
-            SigningAlg::Es256 => Box::new(ES256.verifier_from_jwk(&public)?),
-            SigningAlg::EdDsa => Box::new(EdDSA.verifier_from_jwk(&public)?),
-            SigningAlg::Rs256 => Box::new(RS256.verifier_from_jwk(&public)?),
-            SigningAlg::Ps256 => Box::new(PS256.verifier_from_jwk(&public)?),
+        let inner = match alg {
+            SigningAlg::Es256 => {
+                // josekit checks the JWK (kty, use, key_ops, alg, crv, x, y) first.
+                ES256.verifier_from_jwk(&public)?;
+                VerifyWith::Es256(p256_public_key(&public).ok_or(KeyError::NotOnCurve)?)
+            }
+            SigningAlg::EdDsa => VerifyWith::Jose(Box::new(EdDSA.verifier_from_jwk(&public)?)),
+            SigningAlg::Rs256 => VerifyWith::Jose(Box::new(RS256.verifier_from_jwk(&public)?)),
+            SigningAlg::Ps256 => VerifyWith::Jose(Box::new(PS256.verifier_from_jwk(&public)?)),
         };
         Ok(Self {
             kid: kid.to_owned(),
@@ -166,6 +223,49 @@ impl Verifier {
             inner,
         })
     }
+
+    /// Whether `signature` is this key's signature of `signing_input`.
+    fn verifies(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        match &self.inner {
+            VerifyWith::Es256(key) => {
+                if signature.len() != 2 * ES256_HALF {
+                    return false;
+                }
+                let (r, s) = signature.split_at(ES256_HALF);
+                let Ok(signature) = BigNum::from_slice(r)
+                    .and_then(|r| BigNum::from_slice(s).map(|s| (r, s)))
+                    .and_then(|(r, s)| EcdsaSig::from_private_components(r, s))
+                else {
+                    return false;
+                };
+                let digest = openssl::sha::sha256(signing_input);
+                signature.verify(&digest, key).unwrap_or(false)
+            }
+            VerifyWith::Jose(verifier) => verifier.verify(signing_input, signature).is_ok(),
+        }
+    }
+}
+
+/// The P-256 public key of an EC JWK (`x`, `y`), checked to be a point of the curve.
+fn p256_public_key(jwk: &Jwk) -> Option<EcKey<Public>> {
+    let coordinate = |name: &str| {
+        jwk.parameter(name)
+            .and_then(Value::as_str)
+            .and_then(|v| {
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v).ok()
+            })
+            .and_then(|bytes| BigNum::from_slice(&bytes).ok())
+    };
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).ok()?;
+    let (x, y) = (coordinate("x")?, coordinate("y")?);
+    let mut point = EcPoint::new(&group).ok()?;
+    let mut ctx = BigNumContext::new().ok()?;
+    point
+        .set_affine_coordinates_gfp(&group, &x, &y, &mut ctx)
+        .ok()?;
+    let key = EcKey::from_public_key(&group, &point).ok()?;
+    key.check_key().ok()?;
+    Some(key)
 }
 
 /// Why a JWS was refused, for logs and tests; callers answer every case the same way.
@@ -184,44 +284,81 @@ pub enum JwsRejection {
 }
 
 /// Verifies a compact JWS with the key `select` returns for its `kid`: the key decides the
-/// algorithm (`alg` must equal it), and `jku`, `x5u`, `jwk`, `x5c` and `crit` are refused
-/// outright, never followed (RFC 8725 §3.1, §3.10).
+/// algorithm (`alg` must equal it), and `jku`, `x5u`, `jwk`, `x5c`, `x5t` and `crit` are refused
+/// outright, never followed (RFC 8725 §3.1, §3.10). The header is parsed once, here.
 pub fn verify<'a>(
     token: &str,
     select: impl Fn(&str) -> Option<&'a Verifier>,
 ) -> Result<Vec<u8>, JwsRejection> {
-    let header = unverified_header(token)?;
-    for forbidden in ["jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256", "crit"] {
-        if header.contains_key(forbidden) {
-            return Err(JwsRejection::ForbiddenHeader);
-        }
+    let mut parts = token.split('.');
+    let (Some(encoded_header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwsRejection::Malformed);
+    };
+    let decode = |part: &str| {
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, part)
+    };
+    let header_json = decode(encoded_header).map_err(|_| JwsRejection::Malformed)?;
+    // An object, not an array a struct would also accept; a repeated member is refused.
+    if header_json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(JwsRejection::Malformed);
     }
-    let kid = header
-        .get("kid")
-        .and_then(Value::as_str)
-        .ok_or(JwsRejection::UnknownKey)?;
+    let header: JwsHeader =
+        serde_json::from_slice(&header_json).map_err(|_| JwsRejection::Malformed)?;
+    if header.names_a_key_elsewhere() {
+        return Err(JwsRejection::ForbiddenHeader);
+    }
+    let kid = header.kid.as_deref().ok_or(JwsRejection::UnknownKey)?;
     let verifier = select(kid).ok_or(JwsRejection::UnknownKey)?;
     // RFC 9068 §4: "at+jwt" or its full media type, compared case-insensitively.
-    let typ = header
-        .get("typ")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let typ = header.typ.as_deref().unwrap_or_default();
     if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
         return Err(JwsRejection::WrongType);
     }
-    jws::deserialize_compact(token, verifier.inner.as_ref())
-        .map(|(payload, _)| payload)
-        .map_err(|_| JwsRejection::BadSignature)
+    // The key fixes the algorithm; a token naming another (none, HS256, …) is simply wrong.
+    if header.alg.as_deref() != Some(verifier.alg.as_str()) {
+        return Err(JwsRejection::BadSignature);
+    }
+    let signature = decode(signature).map_err(|_| JwsRejection::BadSignature)?;
+    let signing_input = &token.as_bytes()[..encoded_header.len() + 1 + payload.len()];
+    if !verifier.verifies(signing_input, &signature) {
+        return Err(JwsRejection::BadSignature);
+    }
+    decode(payload).map_err(|_| JwsRejection::Malformed)
 }
 
-fn unverified_header(token: &str) -> Result<Map<String, Value>, JwsRejection> {
-    let encoded = token.split('.').next().ok_or(JwsRejection::Malformed)?;
-    if token.split('.').count() != 3 {
-        return Err(JwsRejection::Malformed);
+/// The JWS header members verification reads (RFC 7515 §4.1); any other member is ignored.
+#[derive(Deserialize)]
+struct JwsHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+    typ: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    jku: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5u: bool,
+    #[serde(default, deserialize_with = "present")]
+    jwk: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5c: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5t: bool,
+    #[serde(default, rename = "x5t#S256", deserialize_with = "present")]
+    x5t_s256: bool,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+impl JwsHeader {
+    fn names_a_key_elsewhere(&self) -> bool {
+        self.jku || self.x5u || self.jwk || self.x5c || self.x5t || self.x5t_s256 || self.crit
     }
-    let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, encoded)
-        .map_err(|_| JwsRejection::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| JwsRejection::Malformed)
+}
+
+/// A member that is there at all, whatever its value (`null` included), counts as present.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 pub fn base64url(bytes: &[u8]) -> String {
@@ -307,6 +444,36 @@ mod tests {
             let payload = verify(&token, |kid| (kid == key.kid).then_some(&verifier)).unwrap();
             assert_eq!(payload, br#"{"sub":"x"}"#);
         }
+    }
+
+    /// Our ES256 path (OpenSSL's ECDSA directly) and josekit's agree both ways.
+    #[test]
+    fn es256_interoperates_with_josekit() {
+        let master = master();
+        let key = generate(SigningAlg::Es256, &master).unwrap();
+        let signer = Signer::open(&key.kid, key.alg, &key.private_key_ciphertext, &master).unwrap();
+        let ours = Verifier::from_public_jwk(&key.kid, key.alg, &key.public_jwk).unwrap();
+        let public = Jwk::from_bytes(key.public_jwk.as_bytes()).unwrap();
+        let theirs = ES256.verifier_from_jwk(&public).unwrap();
+        for n in 0..50 {
+            let payload = format!(r#"{{"n":{n}}}"#);
+            let token = signer.sign(payload.as_bytes()).unwrap();
+            let (verified, _) = josekit::jws::deserialize_compact(&token, &theirs).unwrap();
+            assert_eq!(verified, payload.as_bytes());
+        }
+        let plaintext = master
+            .open(&key.private_key_ciphertext, key.kid.as_bytes())
+            .unwrap();
+        let josekit_signer = ES256
+            .signer_from_jwk(&Jwk::from_bytes(&plaintext).unwrap())
+            .unwrap();
+        let mut header = josekit::jws::JwsHeader::new();
+        header.set_token_type("at+jwt");
+        header.set_key_id(&key.kid);
+        let token =
+            josekit::jws::serialize_compact(br#"{"sub":"x"}"#, &header, &josekit_signer).unwrap();
+        let payload = verify(&token, |kid| (kid == key.kid).then_some(&ours)).unwrap();
+        assert_eq!(payload, br#"{"sub":"x"}"#);
     }
 
     #[test]
@@ -396,6 +563,34 @@ mod tests {
                 "{typ}"
             );
         }
+        // Present with any value, null included, is refused.
+        let token = forge(
+            serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": kid, "jku": null}),
+            real_sig,
+        );
+        assert_eq!(verify(&token, select), Err(JwsRejection::ForbiddenHeader));
+        // A header that is an array, or repeats a member, is not a JWS header.
+        let token = forge(serde_json::json!(["ES256", kid, "at+jwt"]), real_sig);
+        assert_eq!(verify(&token, select), Err(JwsRejection::Malformed));
+        let payload = good.split('.').nth(1).unwrap();
+        let repeated = format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"{kid}","kid":"{kid}"}}"#);
+        let token = format!("{}.{payload}.{real_sig}", base64url(repeated.as_bytes()));
+        assert_eq!(verify(&token, select), Err(JwsRejection::Malformed));
+        // A truncated or padded signature, and one over another payload.
+        let header = good.split('.').next().unwrap();
+        for sig in [
+            &real_sig[..real_sig.len() - 4],
+            &format!("{real_sig}AAAA"),
+            "",
+        ] {
+            let token = format!("{header}.{payload}.{sig}");
+            assert_eq!(verify(&token, select), Err(JwsRejection::BadSignature));
+        }
+        let other = signer.sign(b"{\"sub\":\"y\"}").unwrap();
+        let other_payload = other.split('.').nth(1).unwrap();
+        let token = format!("{header}.{other_payload}.{real_sig}");
+        assert_eq!(verify(&token, select), Err(JwsRejection::BadSignature));
+        assert_eq!(verify("a.b.c.d", select), Err(JwsRejection::Malformed));
         assert_eq!(verify("a.b", select), Err(JwsRejection::Malformed));
         assert_eq!(verify("!!!.b.c", select), Err(JwsRejection::Malformed));
     }
