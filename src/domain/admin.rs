@@ -197,19 +197,8 @@ impl Issuer {
         disabled: bool,
     ) -> Result<Client, Error> {
         let client = self.client(client_id).await?;
-        if disabled && client.is_admin {
-            let admins = self
-                .store
-                .list_clients()
-                .await?
-                .into_iter()
-                .filter(|c| c.is_admin && !c.disabled && c.client_id != client_id)
-                .count();
-            if admins == 0 {
-                return Err(Error::Conflict(
-                    "the last enabled admin client cannot be disabled".into(),
-                ));
-            }
+        if disabled {
+            self.ensure_admin_may_disable(actor, &client).await?;
         }
         if !self
             .store
@@ -233,6 +222,36 @@ impl Issuer {
         )
         .await;
         self.client(client_id).await
+    }
+
+    /// Refuses to let an admin disable itself (another admin must), or anyone disable the last
+    /// enabled admin: nobody could then use the admin API or revoke anything over HTTP.
+    pub(crate) async fn ensure_admin_may_disable(
+        &self,
+        actor: &str,
+        client: &Client,
+    ) -> Result<(), Error> {
+        if actor == client.client_id {
+            return Err(Error::Conflict(
+                "an admin client cannot disable itself; another admin can".into(),
+            ));
+        }
+        if !client.is_admin {
+            return Ok(());
+        }
+        let others = self
+            .store
+            .list_clients()
+            .await?
+            .into_iter()
+            .filter(|c| c.is_admin && !c.disabled && c.client_id != client.client_id)
+            .count();
+        if others == 0 {
+            return Err(Error::Conflict(
+                "the last enabled admin client cannot be disabled".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub async fn create_user(

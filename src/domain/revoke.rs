@@ -165,8 +165,11 @@ impl Issuer {
                 (n, disable)
             }
             Selector::ClientId(client_id) => {
-                if self.store.find_client(client_id).await?.is_none() {
+                let Some(client) = self.store.find_client(client_id).await? else {
                     return Err(Error::NotFound("client"));
+                };
+                if disable {
+                    self.ensure_admin_may_disable(actor, &client).await?;
                 }
                 let mut event = event;
                 event.client_id = Some(client_id.clone());

@@ -11,13 +11,17 @@ use super::{Error, Issuer};
 use crate::model::{Client, GrantType, Session};
 
 /// RFC 6749 §5.1. No `Debug`: it carries tokens.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
+    /// An RFC 9068 JWT (`typ: at+jwt`).
     pub access_token: String,
+    #[schema(example = "Bearer")]
     pub token_type: &'static str,
+    /// Seconds: the configured access-token lifetime.
     pub expires_in: u64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub scope: String,
+    /// `tsr_…`: with the password grant (when the client may refresh) and every refresh.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
 }

@@ -9,18 +9,23 @@ use time::OffsetDateTime;
 
 use super::auth::AdminClient;
 use super::form::JsonBody;
+use super::openapi::{ErrorBody, KeyList, NewSecret, Rotated};
 use super::{ApiError, AppState};
 use crate::domain::admin::NewClient;
 use crate::model::{Client, User};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClient {
+    /// RFC 3986 unreserved characters; generated when omitted.
     client_id: Option<String>,
     name: Option<String>,
+    /// `client_credentials`, `password`, `refresh_token`: at least one.
+    #[schema(min_items = 1)]
     grant_types: Vec<String>,
     #[serde(default)]
     scopes: Vec<String>,
+    /// At least one; the first is the default audience of its tokens.
     #[serde(default)]
     audiences: Vec<String>,
     #[serde(default)]
@@ -33,7 +38,7 @@ pub struct CreateClient {
 
 /// A client as the API shows it: never its secret, only `client_secret` right after creation
 /// or rotation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClientView {
     client_id: String,
     name: Option<String>,
@@ -48,6 +53,7 @@ pub struct ClientView {
     created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     updated_at: OffsetDateTime,
+    /// `tss_…`, right after creation of a confidential client only.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<String>,
 }
@@ -72,23 +78,29 @@ impl ClientView {
 }
 
 /// No `Debug`: it carries a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     username: String,
+    /// At least 8 characters, at most 1024 bytes.
+    #[schema(format = Password, min_length = 8)]
     password: String,
 }
 
 /// No `Debug`: it may carry a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
+    /// Disabling revokes every session and access token of the user.
     disabled: Option<bool>,
+    /// A new password (at least 8 characters); it also ends the user's sessions.
+    #[schema(format = Password, min_length = 8)]
     password: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
+    /// The token `sub`.
     id: String,
     username: String,
     disabled: bool,
@@ -110,6 +122,15 @@ impl From<User> for UserView {
     }
 }
 
+#[utoipa::path(
+    post, path = "/admin/clients", tag = "admin",
+    request_body = CreateClient,
+    security(("client_secret_basic" = [])),
+    responses(
+        (status = 201, description = "The client, with `client_secret` (shown once) if it is confidential", body = ClientView, headers(("cache-control" = String, description = "no-store"), ("pragma" = String, description = "no-cache"))),
+        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 403, description = "Authenticated, but not allowed (`access_denied`)", body = ErrorBody), (status = 409, description = "Conflicts with the current state (`conflict`)", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn create_client(
     State(app): State<AppState>,
     AdminClient(admin): AdminClient,
@@ -135,6 +156,15 @@ pub async fn create_client(
     Ok((StatusCode::CREATED, no_store(), Json(view)).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/admin/clients/{client_id}", tag = "admin",
+    params(("client_id" = String, Path, description = "The client's id")),
+    security(("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "The client, never its secret", body = ClientView),
+        (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 403, description = "Authenticated, but not allowed (`access_denied`)", body = ErrorBody), (status = 404, description = "No such client, user or key (`not_found`)", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn get_client(
     State(app): State<AppState>,
     _admin: AdminClient,
@@ -146,12 +176,22 @@ pub async fn get_client(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateClient {
     disabled: bool,
 }
 
+#[utoipa::path(
+    patch, path = "/admin/clients/{client_id}", tag = "admin",
+    params(("client_id" = String, Path, description = "The client's id")),
+    request_body = UpdateClient,
+    security(("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "The client as it is now", body = ClientView),
+        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 403, description = "Authenticated, but not allowed (`access_denied`)", body = ErrorBody), (status = 404, description = "No such client, user or key (`not_found`)", body = ErrorBody), (status = 409, description = "Conflicts with the current state (`conflict`)", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn update_client(
     State(app): State<AppState>,
     AdminClient(admin): AdminClient,
@@ -165,6 +205,15 @@ pub async fn update_client(
     Ok(Json(ClientView::new(client, None)))
 }
 
+#[utoipa::path(
+    post, path = "/admin/clients/{client_id}/secret", tag = "admin",
+    params(("client_id" = String, Path, description = "The client's id")),
+    security(("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "A new secret, shown once; the old one stops working at once", body = NewSecret, headers(("cache-control" = String, description = "no-store"), ("pragma" = String, description = "no-cache"))),
+        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 403, description = "Authenticated, but not allowed (`access_denied`)", body = ErrorBody), (status = 404, description = "No such client, user or key (`not_found`)", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn rotate_client_secret(
     State(app): State<AppState>,
     AdminClient(admin): AdminClient,
@@ -178,6 +227,15 @@ pub async fn rotate_client_secret(
     Ok((no_store(), Json(body)).into_response())
 }
 
+#[utoipa::path(
+    post, path = "/admin/users", tag = "admin",
+    request_body = CreateUser,
+    security(("client_secret_basic" = [])),
+    responses(
+        (status = 201, description = "The user; `id` is the token `sub`", body = UserView),
+        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 403, description = "Authenticated, but not allowed (`access_denied`)", body = ErrorBody), (status = 409, description = "Conflicts with the current state (`conflict`)", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn create_user(
     State(app): State<AppState>,
     AdminClient(admin): AdminClient,
@@ -190,6 +248,16 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(UserView::from(user))).into_response())
 }
 
+#[utoipa::path(
+    patch, path = "/admin/users/{user_id}", tag = "admin",
+    params(("user_id" = String, Path, description = "The user's id (the token `sub`)")),
+    request_body = UpdateUser,
+    security(("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "The user as it is now", body = UserView),
+        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 403, description = "Authenticated, but not allowed (`access_denied`)", body = ErrorBody), (status = 404, description = "No such client, user or key (`not_found`)", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn update_user(
     State(app): State<AppState>,
     AdminClient(admin): AdminClient,
@@ -208,6 +276,14 @@ pub async fn update_user(
     Ok(Json(user.into()))
 }
 
+#[utoipa::path(
+    get, path = "/admin/keys", tag = "admin",
+    security(("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "Every signing key with its state and times", body = KeyList),
+        (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 403, description = "Authenticated, but not allowed (`access_denied`)", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn list_keys(
     State(app): State<AppState>,
     _admin: AdminClient,
@@ -215,6 +291,14 @@ pub async fn list_keys(
     Json(serde_json::json!({ "keys": app.issuer.keys().snapshot().keys }))
 }
 
+#[utoipa::path(
+    post, path = "/admin/keys/rotate", tag = "admin",
+    security(("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "The next key signs now; the old one is retired", body = Rotated),
+        (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 403, description = "Authenticated, but not allowed (`access_denied`)", body = ErrorBody), (status = 409, description = "The next key has been published for less than the JWKS max-age (`conflict`)", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn rotate_keys(
     State(app): State<AppState>,
     AdminClient(admin): AdminClient,

@@ -5,7 +5,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::openapi::Jwks;
 
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "discovery", operation_id = "jwks",
+    responses(
+        (status = 200, description = "The next, active and retired-in-window public keys", body = Jwks,
+            headers(("cache-control" = String, description = "public, max-age=TESSERA_JWKS_MAX_AGE"), ("etag" = String))),
+        (status = 304, description = "The key set still has the ETag sent in If-None-Match", headers(("etag" = String))),
+    )
+)]
 pub async fn get(State(app): State<AppState>, request: HeaderMap) -> Response {
     let snapshot = app.issuer.keys().snapshot();
     let etag = HeaderValue::from_str(&snapshot.etag).expect("the ETag is base64url in quotes");

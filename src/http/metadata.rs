@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 
 use super::AppState;
+use super::openapi::Metadata as MetadataSchema;
 
 const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
 
@@ -26,6 +27,10 @@ struct Metadata<'a> {
     scopes_supported: Vec<String>,
 }
 
+#[utoipa::path(
+    get, path = "/.well-known/oauth-authorization-server", tag = "discovery", operation_id = "metadata",
+    responses((status = 200, description = "RFC 8414 authorization server metadata", body = MetadataSchema))
+)]
 pub async fn get(State(app): State<AppState>) -> axum::response::Response {
     let issuer = app.issuer.issuer();
     let metadata = Metadata {

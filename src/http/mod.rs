@@ -28,6 +28,7 @@ mod form;
 mod health;
 mod jwks;
 mod metadata;
+mod openapi;
 mod revoke;
 mod token;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// `Cache-Control` of the JWKS, rendered once.
     jwks_cache_control: axum::http::HeaderValue,
+    /// GET /openapi.json, rendered once.
+    openapi: bytes::Bytes,
 }
 
 impl AppState {
@@ -56,6 +59,7 @@ impl AppState {
             issuer,
             metrics: crate::metrics::handle(),
             jwks_cache_control,
+            openapi: openapi::document(),
         }
     }
 }
@@ -100,6 +104,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/introspect", post(revoke::introspect))
         .route("/admin/audit", get(revoke::audit))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi::get))
         .route("/admin/clients", post(admin::create_client))
         .route(
             "/admin/clients/{client_id}",
@@ -141,6 +146,10 @@ async fn track_latency(
 }
 
 /// GET /metrics: Prometheus text exposition.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text format (version 0.0.4)", body = String, content_type = "text/plain"))
+)]
 async fn metrics_text(
     axum::extract::State(app): axum::extract::State<AppState>,
 ) -> axum::response::Response {

@@ -4,17 +4,30 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{AdminClient, client_credentials, revocation_credentials};
 use super::form::OAuthForm;
+use super::openapi::{
+    AuditEvents, ErrorBody, IntrospectRequest, Introspection, RevokeAnswer, RevokeRequest,
+};
 use super::{ApiError, AppState};
 use crate::domain::revoke::Selector;
 use crate::domain::{AuthMethod, Error};
 use crate::model::AuditFilter;
 
+/// RFC 7009 token revocation, and the admin selectors.
+#[utoipa::path(
+    post, path = "/revoke", tag = "oauth",
+    request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "With `token`: `{}`, also for unknown, invalid or another client's tokens (RFC 7009 §2.2). With a selector: a summary of what was revoked", body = RevokeAnswer),
+        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 403, description = "Authenticated, but not allowed (`access_denied`)", body = ErrorBody), (status = 404, description = "No such client, user or key (`not_found`)", body = ErrorBody), (status = 409, description = "Conflicts with the current state (`conflict`)", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn revoke(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -64,8 +77,9 @@ pub async fn revoke(
                 app.issuer
                     .revoke_token(&caller, token, Some(&source))
                     .await?;
-                // RFC 7009 §2.2: 200 whether or not there was anything to revoke.
-                Ok(StatusCode::OK.into_response())
+                // RFC 7009 §2.2: 200 whether or not there was anything to revoke; the client
+                // ignores the body, an empty object here, so every answer is JSON.
+                Ok(Json(serde_json::json!({})).into_response())
             }
             (None, 1) => {
                 if !caller.is_admin {
@@ -88,6 +102,16 @@ pub async fn revoke(
     .map_err(|e| ApiError::from(e).with_basic_challenge(basic))
 }
 
+/// RFC 7662 introspection, for clients allowed to introspect and admins.
+#[utoipa::path(
+    post, path = "/introspect", tag = "oauth",
+    request_body(content = IntrospectRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "The claims of a live token, else only `{\"active\": false}`", body = Introspection, headers(("cache-control" = String, description = "no-store"))),
+        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 403, description = "Authenticated, but not allowed (`access_denied`)", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn introspect(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -109,17 +133,26 @@ pub async fn introspect(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AuditQuery {
+    /// Events about this subject (a user id, or a client id for client_credentials).
     subject: Option<String>,
+    /// Events about this client.
     client_id: Option<String>,
+    /// One event type, such as `refresh_token_reuse_detected`.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     event_type: Option<String>,
+    /// At most this many events (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
-struct AuditView {
+/// One security event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditView {
     #[serde(with = "time::serde::rfc3339")]
     time: time::OffsetDateTime,
     #[serde(rename = "type")]
@@ -129,9 +162,20 @@ struct AuditView {
     client_id: Option<String>,
     session_id: Option<String>,
     source_addr: Option<String>,
+    #[schema(value_type = Object)]
     detail: serde_json::Value,
 }
 
+/// The audit log, newest first.
+#[utoipa::path(
+    get, path = "/admin/audit", tag = "admin",
+    params(AuditQuery),
+    security(("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "Security events, newest first", body = AuditEvents),
+        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 403, description = "Authenticated, but not allowed (`access_denied`)", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn audit(
     State(app): State<AppState>,
     _admin: AdminClient,

@@ -9,10 +9,21 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::client_credentials;
 use super::form::{FormOrJson, OAuthForm, Params};
+use super::openapi::{ErrorBody, RefreshRequest, TokenRequest};
 use super::{ApiError, AppState};
 use crate::domain::token::{Target, TokenResponse};
 use crate::domain::{AuthMethod, Error};
 
+/// The token endpoint (RFC 6749 §3.2): `client_credentials`, `password` and `refresh_token`.
+#[utoipa::path(
+    post, path = "/token", tag = "oauth", operation_id = "token",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "An access token (and, for password and refresh, a refresh token)", body = TokenResponse, headers(("cache-control" = String, description = "no-store"), ("pragma" = String, description = "no-cache"))),
+        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 429, description = "Too many failed attempts (`slow_down`)", body = ErrorBody, headers(("retry-after" = String))), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn post(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -27,6 +38,18 @@ pub async fn post(
 }
 
 /// POST /refresh: the refresh_token grant, its body a form or a JSON object (CONTRACT: POST /refresh).
+#[utoipa::path(
+    post, path = "/refresh", tag = "oauth",
+    request_body(content(
+        (RefreshRequest = "application/json"),
+        (RefreshRequest = "application/x-www-form-urlencoded"),
+    )),
+    security((), ("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "A fresh access token and the successor refresh token", body = TokenResponse, headers(("cache-control" = String, description = "no-store"), ("pragma" = String, description = "no-cache"))),
+        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+    )
+)]
 pub async fn refresh(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -323,3 +323,98 @@ async fn metrics_appear_and_move(backend: Backend) {
         );
     }
 }
+
+/// GET /openapi.json: an OpenAPI 3.1 document (utoipa's own model reads it back) naming every
+/// endpoint of the contract with its methods, each operation with its error answers in the
+/// common error shape. Schemathesis checks the server against it in CI (scripts/schemathesis.sh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_covers_every_endpoint() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let response = app.get("/openapi.json").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let text = response.text().await.unwrap();
+    let document: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let parsed: utoipa::openapi::OpenApi = serde_json::from_str(&text).unwrap();
+    // 19 operations on 18 paths.
+    assert_eq!(parsed.paths.paths.len(), 18);
+
+    let expected = [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/.well-known/oauth-authorization-server", "get"),
+        ("/.well-known/jwks.json", "get"),
+        ("/token", "post"),
+        ("/refresh", "post"),
+        ("/revoke", "post"),
+        ("/introspect", "post"),
+        ("/admin/audit", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+        ("/admin/clients", "post"),
+        ("/admin/clients/{client_id}", "get"),
+        ("/admin/clients/{client_id}", "patch"),
+        ("/admin/clients/{client_id}/secret", "post"),
+        ("/admin/users", "post"),
+        ("/admin/users/{user_id}", "patch"),
+        ("/admin/keys", "get"),
+        ("/admin/keys/rotate", "post"),
+    ];
+    let mut operation_ids = std::collections::HashSet::new();
+    for (path, method) in expected {
+        let operation = &document["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        assert!(operation_ids.insert(operation["operationId"].as_str().unwrap().to_owned()));
+        let responses = operation["responses"].as_object().unwrap();
+        assert!(
+            responses.keys().any(|s| s.starts_with('2')),
+            "{method} {path}"
+        );
+        let admin = path.starts_with("/admin");
+        for (status, answer) in responses {
+            if status.starts_with('4') || status.starts_with('5') {
+                assert_eq!(
+                    answer["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        if admin {
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{"client_secret_basic": []}]),
+                "{method} {path}"
+            );
+            for status in ["401", "403"] {
+                assert!(responses.contains_key(status), "{method} {path} {status}");
+            }
+        }
+    }
+    // The OAuth endpoints take forms, and name their error answers.
+    for path in ["/token", "/revoke", "/introspect"] {
+        let operation = &document["paths"][path]["post"];
+        assert!(
+            operation["requestBody"]["content"]["application/x-www-form-urlencoded"].is_object()
+        );
+        for status in ["400", "401"] {
+            assert!(
+                operation["responses"][status].is_object(),
+                "{path} {status}"
+            );
+        }
+    }
+    let refresh = &document["paths"]["/refresh"]["post"]["requestBody"]["content"];
+    assert!(refresh["application/json"].is_object());
+    assert!(refresh["application/x-www-form-urlencoded"].is_object());
+    assert_eq!(
+        document["components"]["securitySchemes"]["client_secret_basic"],
+        serde_json::json!({"type": "http", "scheme": "basic", "description": "The client id and secret, each form-urlencoded first (RFC 6749 §2.3.1)"})
+    );
+}

@@ -470,6 +470,39 @@ async fn client_session_and_kid_selectors(backend: Backend) {
         "not_found",
     )
     .await;
+    // The last enabled admin cannot disable itself this way either; without disable it may
+    // revoke what it holds.
+    assert_error(
+        form(
+            &app,
+            "/revoke",
+            ADMIN,
+            &[("client_id", ADMIN_ID), ("disable", "true")],
+        )
+        .await,
+        409,
+        "conflict",
+    )
+    .await;
+    let admin: Value = app
+        .admin(Method::GET, &format!("/admin/clients/{ADMIN_ID}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(admin["disabled"], false);
+    assert_error(
+        app.admin(Method::PATCH, &format!("/admin/clients/{ADMIN_ID}"))
+            .json(&json!({"disabled": true}))
+            .send()
+            .await
+            .unwrap(),
+        409,
+        "conflict",
+    )
+    .await;
     assert_error(
         form(
             &app,
