@@ -763,35 +763,45 @@ impl Store for PgStore {
         successor_ciphertext: &[u8],
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Concurrent refreshes of one session queue here; only this session's rows are touched.
-        let live: Option<bool> = sqlx::query_scalar(
-            "select revoked_at is null from session where session_id = $1 for update",
-        )
-        .bind(successor.session_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if live != Some(true) {
-            return Ok(false);
-        }
-        let consumed = sqlx::query(
-            "update refresh_token set consumed_at = $3, successor_digest = $4, successor_ciphertext = $5
-             where session_id = $1 and token_digest = $2 and consumed_at is null and revoked_at is null",
+        // One statement, so one round trip and one implicit transaction: lock the session row
+        // (concurrent refreshes of one session queue there; an offboarding that revoked it
+        // first is seen), consume the presented token only if it is still live, and insert
+        // the successor only if that consumption happened. A refresh that queued behind
+        // another finds the token consumed when its update re-checks the row, and inserts
+        // nothing. The predecessor's sealed successor (the presented token) is erased at once:
+        // now that it is used, a retry of the predecessor is reuse and never gets it back. Only
+        // this session's rows are touched.
+        let inserted = sqlx::query(
+            "with live as (
+                 select session_id from session
+                 where session_id = $1 and revoked_at is null
+                 for update
+             ), consumed as (
+                 update refresh_token
+                 set consumed_at = $3, successor_digest = $4, successor_ciphertext = $5
+                 where session_id = (select session_id from live) and token_digest = $2
+                   and consumed_at is null and revoked_at is null
+                 returning session_id
+             ), spent as (
+                 update refresh_token set successor_ciphertext = null
+                 where session_id = (select session_id from consumed) and successor_digest = $2
+                   and successor_ciphertext is not null
+             )
+             insert into refresh_token (session_id, token_digest, scope, created_at, idle_expires_at)
+             select session_id, $4, $6, $7, $8 from consumed",
         )
         .bind(successor.session_id)
         .bind(&digest[..])
         .bind(now)
         .bind(&successor.token_digest[..])
         .bind(successor_ciphertext)
-        .execute(&mut *tx)
+        .bind(&successor.scope)
+        .bind(successor.created_at)
+        .bind(successor.idle_expires_at)
+        .execute(&self.pool)
         .await?
         .rows_affected();
-        if consumed != 1 {
-            return Ok(false);
-        }
-        insert_refresh(&mut tx, successor).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(inserted == 1)
     }
 
     async fn revoke_session(

@@ -735,6 +735,15 @@ impl Store for SqliteStore {
         if consumed != 1 {
             return Ok(false);
         }
+        // The predecessor's sealed successor (the presented token) is used now: erase it.
+        sqlx::query(
+            "update refresh_token set successor_ciphertext = null
+             where session_id = $1 and successor_digest = $2 and successor_ciphertext is not null",
+        )
+        .bind(successor.session_id.to_string())
+        .bind(&digest[..])
+        .execute(&mut *tx)
+        .await?;
         insert_refresh(&mut tx, successor).await?;
         tx.commit().await?;
         Ok(true)

@@ -515,7 +515,7 @@ async fn the_sealed_successor_is_erased_after_the_window(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let login = login(&app).await;
     let session = sid(&login.access_token);
-    refreshed(refresh(&app, &login.client, &login.refresh_token).await).await;
+    let first = refreshed(refresh(&app, &login.client, &login.refresh_token).await).await;
     let sealed = format!(
         "select count(*) from refresh_token where session_id = '{session}' and successor_ciphertext is not null"
     );
@@ -532,6 +532,18 @@ async fn the_sealed_successor_is_erased_after_the_window(backend: Backend) {
         app.db.scalar(&sealed).await,
         0,
         "erased once the window has closed"
+    );
+    // In a chain, a rotation erases its predecessor's sealed copy at once, inside the window:
+    // that successor is used now, so a retry of the predecessor is reuse and never gets it.
+    let first_token = first["refresh_token"].as_str().unwrap().to_owned();
+    let second = refreshed(refresh(&app, &login.client, &first_token).await).await;
+    assert_eq!(app.db.scalar(&sealed).await, 1);
+    let second_token = second["refresh_token"].as_str().unwrap().to_owned();
+    refreshed(refresh(&app, &login.client, &second_token).await).await;
+    assert_eq!(
+        app.db.scalar(&sealed).await,
+        1,
+        "only the newest consumed token holds a sealed successor"
     );
     // No successor in clear anywhere in the database, ever.
     assert_eq!(
