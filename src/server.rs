@@ -24,13 +24,13 @@ const PASSWORD_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("database: {0}")]
+    #[error("database")]
     Store(#[from] StoreError),
-    #[error("master key: {0}")]
+    #[error("master key")]
     MasterKey(#[from] MasterKeyError),
     #[error(transparent)]
     Keys(#[from] KeyRingError),
-    #[error("start-up: {0}")]
+    #[error("start-up")]
     Domain(#[from] crate::domain::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -361,6 +361,7 @@ impl Issuer {
                     &event,
                 )
                 .await?;
+            metrics::counter!(crate::metrics::REVOCATIONS, "selector" => "subject").increment(1);
             self.sync_revocations().await?;
             user.disabled |= disabled == Some(true);
         } else {
@@ -453,7 +454,7 @@ impl Issuer {
         Ok(kid)
     }
 
-    async fn admin_event(
+    pub(crate) async fn admin_event(
         &self,
         event_type: &'static str,
         actor: &str,

@@ -277,18 +277,19 @@ impl KeyRing {
     }
 
     /// Rotates when the active key has signed for the rotation interval. Only one instance
-    /// succeeds; the others find the key set changed and stand down.
-    pub async fn rotate_if_due(&self) -> Result<bool, KeyRingError> {
+    /// succeeds (and gets the new active kid); the others find the key set changed and stand
+    /// down.
+    pub async fn rotate_if_due(&self) -> Result<Option<String>, KeyRingError> {
         let snapshot = self.snapshot();
         let Some(since) = snapshot.active_since else {
-            return Ok(false);
+            return Ok(None);
         };
         if self.clock.now() < since + self.policy.rotation_interval {
-            return Ok(false);
+            return Ok(None);
         }
         match self.rotate(false).await {
-            Ok(_) => Ok(true),
-            Err(KeyRingError::Conflict | KeyRingError::NextKeyTooNew { .. }) => Ok(false),
+            Ok(kid) => Ok(Some(kid)),
+            Err(KeyRingError::Conflict | KeyRingError::NextKeyTooNew { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -27,6 +27,9 @@ use throttle::Throttle;
 /// How long a readiness probe waits for the database before calling it unavailable.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The actor of audit events for rotations nobody asked for.
+const AUTOMATIC_ROTATION: &str = "automatic rotation";
+
 /// How often each instance checks the change feed even without a notification: the bound on
 /// how stale its keys and clients can be after a lost LISTEN connection.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
@@ -211,7 +214,17 @@ impl Issuer {
             .sync_to(feed_version(&versions, topic::KEYS))
             .await?;
         self.throttle.refresh().await?;
-        self.keys.rotate_if_due().await?;
+        if let Some(kid) = self.keys.rotate_if_due().await? {
+            // Key changes are audited whoever makes them (CONTRACT: GET /admin/audit).
+            self.admin_event(
+                "key_rotated",
+                AUTOMATIC_ROTATION,
+                None,
+                None,
+                serde_json::json!({"kid": kid, "automatic": true}),
+            )
+            .await;
+        }
         revocations?;
         Ok(())
     }

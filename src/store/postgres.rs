@@ -946,11 +946,16 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Session rows are locked in session_id order, whatever selects them: two offboardings
+        // over the same sessions (a user and their client) queue instead of deadlocking.
         let sessions: Vec<uuid::Uuid> = match kind {
             RevocationKind::Subject => {
                 sqlx::query_scalar(
                     "update session set revoked_at = $2, revoked_reason = 'subject_revoked'
-                     where user_id = $1 and revoked_at is null returning session_id",
+                     where session_id in (
+                         select session_id from session where user_id = $1 and revoked_at is null
+                         order by session_id for update)
+                     returning session_id",
                 )
                 .bind(user_id)
                 .bind(now)
@@ -960,7 +965,10 @@ impl Store for PgStore {
             _ => {
                 sqlx::query_scalar(
                     "update session set revoked_at = $2, revoked_reason = 'client_revoked'
-                     where client_id = $1 and revoked_at is null returning session_id",
+                     where session_id in (
+                         select session_id from session where client_id = $1 and revoked_at is null
+                         order by session_id for update)
+                     returning session_id",
                 )
                 .bind(value)
                 .bind(now)

@@ -205,7 +205,7 @@ async fn automatic_rotation_happens_after_the_interval(backend: Backend) {
     let db = Arc::new(TestDb::new(backend).await);
     let app = TestApp::spawn_on(db, |s| s.set("key_rotation_interval", "3600")).await;
     let next = app.keys().snapshot().next_kid().unwrap().to_owned();
-    assert!(!app.keys().rotate_if_due().await.unwrap());
+    assert_eq!(app.keys().rotate_if_due().await.unwrap(), None);
     app.clock.advance(time::Duration::seconds(3600));
     // The background task notices within its sync interval.
     let rotated = eventually(Duration::from_secs(5), || async {
@@ -213,6 +213,24 @@ async fn automatic_rotation_happens_after_the_interval(backend: Backend) {
     })
     .await;
     assert!(rotated, "the key due for rotation was not rotated");
+    // Audited like an admin's rotation, with the automatic rotation as its actor.
+    let audited = eventually(Duration::from_secs(5), || async {
+        let events: serde_json::Value = app
+            .admin(reqwest::Method::GET, "/admin/audit?type=key_rotated")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "automatic rotation" && e["detail"]["kid"] == next.as_str())
+    })
+    .await;
+    assert!(audited, "the automatic rotation left no audit event");
 }
 
 async fn revoking_a_key_removes_it_at_once_and_a_new_key_signs(backend: Backend) {
