@@ -36,6 +36,8 @@ cleanup() {
     if [[ -n $DB_CREATED ]]; then
         psql "$PG_URL/postgres" -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
     fi
+    # The server's log stays for a look at what it saw (target/ is not committed).
+    [[ -s $WORK/server.err ]] && cp "$WORK/server.err" "$ROOT/target/schemathesis-server.log"
     if [[ $rc -ne 0 && -s $WORK/server.err ]]; then
         echo "schemathesis.sh: failed (exit $rc); server log lines at warn and above:" >&2
         grep -E '"level":"(WARN|ERROR)"' "$WORK/server.err" | tail -n 20 >&2
@@ -86,8 +88,9 @@ curl -sf -o /dev/null -u "$ADMIN_ID:$SECRET" -H 'content-type: application/json'
     -d '{"client_id":"st-target","grant_types":["client_credentials"],"scopes":["read"],"audiences":["https://api.example.com"]}' \
     "$URL/admin/clients"
 
-"$VENV/bin/schemathesis" --config-file schemathesis.toml run "$WORK/openapi.json" \
-    --url "$URL" --checks all --auth "$ADMIN_ID:$SECRET" \
+ST_ADMIN_ID=$ADMIN_ID ST_ADMIN_SECRET=$SECRET \
+    "$VENV/bin/schemathesis" --config-file schemathesis.toml run "$WORK/openapi.json" \
+    --url "$URL" --checks all \
     --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --workers 2 \
     --seed "${ST_SEED:-1}" --suppress-health-check all
 

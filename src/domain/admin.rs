@@ -150,6 +150,10 @@ impl Issuer {
     }
 
     pub async fn client(&self, client_id: &str) -> Result<Client, Error> {
+        // No client has an id outside the allowed characters: nothing to look up.
+        if !valid_client_id(client_id) {
+            return Err(Error::NotFound("client"));
+        }
         self.store
             .find_client(client_id)
             .await?

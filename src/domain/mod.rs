@@ -81,10 +81,12 @@ impl Error {
 
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
-        if error.is_unavailable() {
-            Self::TemporarilyUnavailable
-        } else {
-            Self::Internal(error)
+        match error {
+            e if e.is_unavailable() => Self::TemporarilyUnavailable,
+            StoreError::UnstorableText => {
+                Self::invalid_request("a value contains a character that cannot be stored (NUL)")
+            }
+            e => Self::Internal(e),
         }
     }
 }

@@ -29,6 +29,13 @@ impl Params {
             if value.is_empty() {
                 continue;
             }
+            // No identifier, secret or token of ours holds a NUL; the database could not store it.
+            if name.contains('\0') || value.contains('\0') {
+                return Err(Error::invalid_request(format!(
+                    "parameter {} contains a NUL character",
+                    printable(&name)
+                )));
+            }
             if params
                 .insert(name.clone().into_owned(), value.into_owned())
                 .is_some()
@@ -50,6 +57,15 @@ impl Params {
         self.get(name)
             .ok_or_else(|| Error::invalid_request(format!("parameter {name} is missing")))
     }
+}
+
+/// JSON can carry a NUL only as the escape `\u0000`; no value of ours holds one, and
+/// PostgreSQL could not store it.
+fn reject_json_nul(body: &[u8]) -> Result<(), Error> {
+    if body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return Err(Error::invalid_request("the body contains a NUL character"));
+    }
+    Ok(())
 }
 
 /// A parameter name is caller text: keep it short and plain before it reaches an error body.
@@ -116,6 +132,7 @@ impl<S: Send + Sync> FromRequest<S> for FormOrJson {
                     "the body could not be read",
                 )
             })?;
+        reject_json_nul(&body)?;
         let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
             .map_err(|_| Error::invalid_request("the body must be a JSON object"))?;
         let mut params = HashMap::new();
@@ -158,6 +175,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                     "the body could not be read",
                 )
             })?;
+        reject_json_nul(&body)?;
         serde_json::from_slice(&body).map(Self).map_err(|e| {
             let text = e.to_string();
             // serde names fields in backquotes; other messages may quote the offending value.

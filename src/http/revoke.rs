@@ -185,6 +185,13 @@ pub async fn audit(
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid_request("limit: from 1 to 1000").into());
     }
+    let filters = [&query.subject, &query.client_id, &query.event_type];
+    if filters
+        .iter()
+        .any(|f| f.as_ref().is_some_and(|f| f.contains('\0')))
+    {
+        return Err(Error::invalid_request("a filter contains a NUL character").into());
+    }
     let events = app
         .issuer
         .audit(AuditFilter {

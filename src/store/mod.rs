@@ -295,6 +295,10 @@ pub enum StoreError {
     /// A unique constraint refused the write (a duplicate id or name).
     #[error("conflict")]
     Conflict,
+    /// A text value the database cannot store (PostgreSQL refuses NUL in text): bad input,
+    /// refused before anything was written.
+    #[error("text the database cannot store")]
+    UnstorableText,
     #[error("database error (code {code})")]
     Database { code: String },
     #[error("database error ({kind})")]
@@ -354,6 +358,10 @@ impl From<sqlx::Error> for StoreError {
                 // 23505: PostgreSQL unique_violation; 2067 and 1555: SQLite UNIQUE and PRIMARY KEY.
                 if matches!(code.as_str(), "23505" | "2067" | "1555") {
                     return Self::Conflict;
+                }
+                // 22021: character_not_in_repertoire, what PostgreSQL answers for a NUL in text.
+                if code == "22021" {
+                    return Self::UnstorableText;
                 }
                 if sqlite_busy || is_unavailable_code(&code) {
                     Self::Unavailable {
