@@ -14,8 +14,9 @@ use tessera::model::{Client, User};
 use tessera::server::{self, Server};
 use tessera::{http, store};
 
-/// The actor the audit log names for changes made on the command line.
-const CLI_ACTOR: &str = "cli";
+/// The actor the audit log names for changes made on the command line. The space keeps it
+/// from ever equalling a client id, so no rule about a client acting on itself applies to it.
+const CLI_ACTOR: &str = "tessera command";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -229,7 +229,9 @@ impl Issuer {
     }
 
     /// Refuses to let an admin disable itself (another admin must), or anyone disable the last
-    /// enabled admin: nobody could then use the admin API or revoke anything over HTTP.
+    /// enabled admin: nobody could then use the admin API or revoke anything over HTTP. The
+    /// count is taken before the write, so two admins disabling each other at the same instant
+    /// can both pass (see the README's Limits).
     pub(crate) async fn ensure_admin_may_disable(
         &self,
         actor: &str,
