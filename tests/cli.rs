@@ -494,6 +494,8 @@ async fn a_lost_master_key_file_stops_start_up() {
         stderr.contains("master.key is missing") && stderr.contains("backup"),
         "{stderr}"
     );
+    // The cause is said once, not repeated by its wrapper ("master key: X: X").
+    assert_eq!(stderr.matches("is missing").count(), 1, "{stderr}");
     assert!(!key.exists(), "no replacement key was generated");
 }
 

@@ -253,6 +253,11 @@ impl TestApp {
             .basic_auth(ADMIN_ID, Some(ADMIN_SECRET))
     }
 
+    /// GET `path` of the admin API as the bootstrap admin.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.admin(reqwest::Method::GET, path).send().await.unwrap()
+    }
+
     /// Registers a client through the admin API; returns (client_id, secret if confidential).
     pub async fn create_client(&self, body: serde_json::Value) -> (String, Option<String>) {
         let response = self

@@ -216,10 +216,8 @@ async fn automatic_rotation_happens_after_the_interval(backend: Backend) {
     // Audited like an admin's rotation, with the automatic rotation as its actor.
     let audited = eventually(Duration::from_secs(5), || async {
         let events: serde_json::Value = app
-            .admin(reqwest::Method::GET, "/admin/audit?type=key_rotated")
-            .send()
+            .admin_get("/admin/audit?type=key_rotated")
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
