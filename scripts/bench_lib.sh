@@ -1,9 +1,8 @@
-# Shared by scripts/refresh_load.sh and scripts/introspect_load.sh (sourced, not run): scratch
-# PostgreSQL databases dropped at exit, the release server started pinned to one core and
-# stopped, CPU accounting per phase (the server, PostgreSQL, the whole machine, and neighbours:
-# processes that are not part of the measurement), and measuring again when a neighbour (say,
-# a test suite started meanwhile) took CPU during a phase. scripts/load.sh predates it and keeps
-# its own copy of some of this.
+# Shared by scripts/load.sh, scripts/refresh_load.sh and scripts/introspect_load.sh (sourced,
+# not run): scratch PostgreSQL databases dropped at exit, the release server started pinned to
+# one core and stopped, CPU accounting per phase (the server, PostgreSQL, the whole machine, and
+# neighbours: processes that are not part of the measurement), and measuring again when a
+# neighbour (say, a test suite started meanwhile) took CPU during a phase.
 #
 # Environment: LOAD_PG_URL (postgres://postgres@127.0.0.1:5432), LOAD_SERVER_CORE (0),
 # LOAD_CLIENT_CORE (1); LOAD_QUIET_WAIT (seconds to wait for neighbours to calm down before a

@@ -12,117 +12,38 @@
 # Knobs (environment): LOAD_WARMUP, LOAD_DURATION (seconds per phase, default 3 and 10),
 # LOAD_CC_CONCURRENCY (32), LOAD_PW_CONCURRENCY (8), LOAD_BURST_CONCURRENCY (256),
 # LOAD_SERVER_CORE (0), LOAD_CLIENT_CORE (1), LOAD_REVISION (the label in the summary).
+# The scratch database, the server and the CPU accounting come from scripts/bench_lib.sh; unlike
+# the two later scripts, this one does not wait for a quiet machine or measure a phase again.
 set -euo pipefail
+# shellcheck source=scripts/bench_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-
-PG_URL=${LOAD_PG_URL:-postgres://postgres@127.0.0.1:5432}
 WARMUP=${LOAD_WARMUP:-3}
 DURATION=${LOAD_DURATION:-10}
 CC_CONCURRENCY=${LOAD_CC_CONCURRENCY:-32}
 PW_CONCURRENCY=${LOAD_PW_CONCURRENCY:-8}
 BURST_CONCURRENCY=${LOAD_BURST_CONCURRENCY:-256}
-SERVER_CORE=${LOAD_SERVER_CORE:-0}
-CLIENT_CORE=${LOAD_CLIENT_CORE:-1}
-LOG_LEVEL=warn
-
-say() { printf '\n== %s\n' "$*"; }
-die() {
-    printf 'load.sh: %s\n' "$*" >&2
-    exit 1
-}
-
-for tool in cargo taskset openssl psql curl jq awk ss; do
-    command -v "$tool" >/dev/null || die "$tool is required"
-done
-[[ $(nproc --all) -ge 2 ]] || die "two cores are needed (server and load generator apart)"
-
-# Tessera refuses unknown TESSERA_* variables; the server gets only the ones set below.
-while read -r var; do unset "$var"; done < <(compgen -e | grep '^TESSERA_' || true)
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tessera-load.XXXXXX")
-DB="tessera_load_$(date +%s)_$$"
-REVISION=${LOAD_REVISION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "not a git checkout")}
-DB_CREATED=
-SERVER_PID=
 SAMPLER_PID=
 
-cleanup() {
+require_tools cargo taskset openssl psql curl jq awk ss paste
+
+# The memory sampler runs beside the password phases; it stops before bench_lib's cleanup.
+stop_sampler() {
+    if [[ -n $SAMPLER_PID ]]; then
+        kill "$SAMPLER_PID" 2>/dev/null || true
+        wait "$SAMPLER_PID" 2>/dev/null || true
+    fi
+    SAMPLER_PID=
+}
+cleanup_load() {
     local rc=$?
     set +e
-    if [[ -n $SAMPLER_PID ]]; then
-        kill "$SAMPLER_PID" 2>/dev/null
-        wait "$SAMPLER_PID" 2>/dev/null
-    fi
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null
-        for _ in $(seq 100); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    if [[ -n $DB_CREATED ]]; then
-        psql "$PG_URL/postgres" -qAt -v ON_ERROR_STOP=1 \
-            -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null ||
-            echo "load.sh: could not drop database $DB" >&2
-    fi
-    if [[ $rc -ne 0 && -s $WORK/server.err ]]; then
-        echo "load.sh: failed (exit $rc); last server log lines:" >&2
-        tail -n 20 "$WORK/server.err" >&2
-    fi
-    rm -rf "$WORK"
-    exit "$rc"
+    stop_sampler
+    # bench_lib's cleanup reads the script's exit status from $?.
+    (exit "$rc")
+    cleanup
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# field KEY FILE: the value of KEY=... on the RESULT line of a load-generator output.
-field() {
-    awk -v k="$1" '/^RESULT / { for (i = 2; i <= NF; i++) { n = index($i, "=");
-        if (substr($i, 1, n - 1) == k) print substr($i, n + 1) } }' "$2"
-}
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-
-free_port() {
-    local port
-    for _ in $(seq 200); do
-        port=$((20000 + RANDOM % 40000))
-        if ! ss -Htln "sport = :$port" | grep -q .; then
-            echo "$port"
-            return 0
-        fi
-    done
-    return 1
-}
-
-# CPU accounting per phase: the server's own CPU time (utime + stime of all its threads, also
-# those that exited) and how busy its core was in total (the rest is PostgreSQL and neighbours).
-HZ=$(getconf CLK_TCK)
-proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-core_ticks() { awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
-phase_begin() {
-    P_T0=$(date +%s.%N)
-    P_S0=$(proc_ticks "$SERVER_PID")
-    read -r P_B0 P_A0 < <(core_ticks "$SERVER_CORE")
-}
-# phase_end NAME: prints the server's CPU share and its core's load since phase_begin.
-phase_end() {
-    local t1 s1 b1 a1
-    t1=$(date +%s.%N)
-    s1=$(proc_ticks "$SERVER_PID")
-    read -r b1 a1 < <(core_ticks "$SERVER_CORE")
-    PHASE_CPU=$(calc '%.0f%% of core '"$SERVER_CORE"' (core busy %.0f%%)' \
-        "100 * ($s1 - $P_S0) / (($t1 - $P_T0) * $HZ), 100 * ($b1 - $P_B0) / ($a1 - $P_A0 + 1e-9)")
-    printf -v "CPU_$1" '%s' "$PHASE_CPU"
-    echo "  server CPU    $PHASE_CPU over the phase incl. warm-up"
-}
-
-kib() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$SERVER_PID/status"; }
-mib() { calc '%.1f' "$1 / 1024"; }
+trap cleanup_load EXIT
 
 # ---------------------------------------------------------------------------------------------
 say "Building (release): tessera and the load generator"
@@ -130,46 +51,22 @@ cargo build --release --bin tessera --example load
 TESSERA=$ROOT/target/release/tessera
 LOAD=$ROOT/target/release/examples/load
 
+new_db tessera_load
+DB=$NEW_DB
 say "PostgreSQL: fresh database $DB (dropped at the end)"
-psql "$PG_URL/postgres" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE $DB" >/dev/null
-DB_CREATED=1
 
-PORT=$(free_port) || die "no free port found"
-URL=http://127.0.0.1:$PORT
-ADMIN_ID=load-admin
-ADMIN_SECRET=$(openssl rand -hex 24)
-
-say "Starting target/release/tessera serve on $URL, pinned to core $SERVER_CORE (taskset -c $SERVER_CORE), TESSERA_LOG_LEVEL=$LOG_LEVEL"
-env TESSERA_DATABASE_URL="$PG_URL/$DB" \
-    TESSERA_MASTER_KEY="$(openssl rand -base64 32)" \
-    TESSERA_BOOTSTRAP_ADMIN_ID="$ADMIN_ID" \
-    TESSERA_BOOTSTRAP_ADMIN_SECRET="$ADMIN_SECRET" \
-    TESSERA_LISTEN="127.0.0.1:$PORT" \
-    TESSERA_LOG_LEVEL="$LOG_LEVEL" \
-    TESSERA_LOG_FORMAT=json \
-    taskset -c "$SERVER_CORE" "$TESSERA" serve >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
-for i in $(seq 600); do
-    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited during start-up"
-    if curl -sf -o /dev/null "$URL/readyz"; then break; fi
-    [[ $i -lt 600 ]] || die "the server was not ready within 60 s"
-    sleep 0.1
-done
-echo "ready (pid $SERVER_PID, affinity: $(taskset -pc "$SERVER_PID" | awk -F': ' '{print $2}'))"
+say "Starting target/release/tessera serve, pinned to core $SERVER_CORE (taskset -c $SERVER_CORE), TESSERA_LOG_LEVEL=$LOG_LEVEL"
+start_server "$DB" token
 
 say "Admin API: a confidential client and a user"
-CLIENT_JSON=$(curl -sS --fail-with-body -u "$ADMIN_ID:$ADMIN_SECRET" \
-    -H 'content-type: application/json' \
-    -d '{"grant_types":["client_credentials","password"],"scopes":["read"],"audiences":["https://api.example.com"]}' \
-    "$URL/admin/clients")
+CLIENT_JSON=$(admin_post /admin/clients \
+    '{"grant_types":["client_credentials","password"],"scopes":["read"],"audiences":["https://api.example.com"]}')
 CLIENT_ID=$(jq -er .client_id <<<"$CLIENT_JSON")
 CLIENT_SECRET=$(jq -er .client_secret <<<"$CLIENT_JSON")
 USERNAME=load-user
 PASSWORD=$(openssl rand -hex 16)
-USER_JSON=$(curl -sS --fail-with-body -u "$ADMIN_ID:$ADMIN_SECRET" \
-    -H 'content-type: application/json' \
-    -d "$(jq -nc --arg u "$USERNAME" --arg p "$PASSWORD" '{username: $u, password: $p}')" \
-    "$URL/admin/users")
+USER_JSON=$(admin_post /admin/users \
+    "$(jq -nc --arg u "$USERNAME" --arg p "$PASSWORD" '{username: $u, password: $p}')")
 echo "client $CLIENT_ID, user $USERNAME ($(jq -er .id <<<"$USER_JSON"))"
 
 COMMON=(--url "$URL" --client-id "$CLIENT_ID" --client-secret "$CLIENT_SECRET" --scope read
@@ -246,16 +143,13 @@ cat "$WORK/burst.txt"
 phase_end burst
 echo "  GET /.well-known/jwks.json during the burst: slowest of 5 took $HEALTH_MS ms"
 HWM_BURST=$(kib VmHWM)
-kill "$SAMPLER_PID" 2>/dev/null || true
-wait "$SAMPLER_PID" 2>/dev/null || true
-SAMPLER_PID=
+stop_sampler
 RSS_PEAK=$(cat "$WORK/rss.peak" 2>/dev/null || echo "$RSS_BEFORE")
 
 kill -0 "$SERVER_PID" 2>/dev/null || die "the server died during the load"
-WARNINGS=$(grep -c . "$WORK/server.err" || true)
+WARNINGS=$(grep -c . "$SERVER_ERR" || true)
 
 # ---------------------------------------------------------------------------------------------
-verdict() { if awk "BEGIN { exit !($1) }"; then echo "met"; else echo "NOT met"; fi; }
 CC_RATIO=$(calc '%.1f' "100 * $CC_RATE / $ES256_RATE")
 PW_RATIO=$(calc '%.1f' "100 * $PW_RATE / $ARGON2_RATE")
 HALF_P99=$(field p99_ms "$WORK/half.txt")
@@ -268,18 +162,18 @@ say "Summary (revision $REVISION; release server on PostgreSQL, pinned to core $
 printf '%s\n' \
     "client_credentials: $CC_RATE tokens/s = $CC_RATIO% of the bare single-core ES256 sign rate ($ES256_RATE sign/s, openssl speed) -- target >= 50%: $(verdict "$CC_RATIO >= 50")" \
     "  per CPU-second: $CC_CPU_RATE tokens per server CPU-second = $CC_CPU_RATIO% of the ES256 sign rate (openssl speed counts user CPU time too)" \
-    "  server CPU at max rate: $CPU_cc; at half rate: $CPU_half" \
+    "  CPU at max rate: $CPU_cc; at half rate: $CPU_half" \
     "  latency at max rate: p50 $(field p50_ms "$WORK/cc.txt") ms, p99 $(field p99_ms "$WORK/cc.txt") ms, max $(field max_ms "$WORK/cc.txt") ms" \
     "  p99 at half the max rate ($HALF_RATE req/s, achieved $(field rps "$WORK/half.txt")): $HALF_P99 ms (p50 $(field p50_ms "$WORK/half.txt"), max $(field max_ms "$WORK/half.txt")) -- target < 10 ms: $(verdict "$HALF_P99 < 10")" \
     "password: $PW_RATE logins/s = $PW_RATIO% of the bare argon2id rate ($ARGON2_RATE verifications/s, one thread) -- target >= 90%: $(verdict "$PW_RATIO >= 90")" \
     "  latency at max rate (concurrency $PW_CONCURRENCY): p50 $(field p50_ms "$WORK/pw.txt") ms, p99 $(field p99_ms "$WORK/pw.txt") ms; server minor page faults per login $(field server_faults_per_request "$WORK/pw.txt") (19 MiB of fresh memory = 4864)" \
     "  per CPU-second: $PW_CPU_RATE logins per server CPU-second = $PW_CPU_RATIO% of the bare argon2id rate per CPU-second ($ARGON2_CPU_RATE)" \
-    "  server CPU at max rate: $CPU_pw; during the burst: $CPU_burst" \
+    "  CPU at max rate: $CPU_pw; during the burst: $CPU_burst" \
     "  burst of $BURST_CONCURRENCY: $(field ok_rps "$WORK/burst.txt") logins/s, non-2xx $(field statuses "$WORK/burst.txt"), transport errors $(field transport_errors "$WORK/burst.txt"); jwks during it: $HEALTH_MS ms max" \
     "server memory: VmRSS $(mib "$RSS_BEFORE") MiB before the password runs, peak VmRSS sampled during them $(mib "$RSS_PEAK") MiB; VmHWM $(mib "$HWM_BEFORE") -> $(mib "$HWM_PW") (password max rate) -> $(mib "$HWM_BURST") MiB (burst)" \
     "non-2xx / transport errors: cc max $(field statuses "$WORK/cc.txt")/$(field transport_errors "$WORK/cc.txt"), cc half $(field statuses "$WORK/half.txt")/$(field transport_errors "$WORK/half.txt"), password $(field statuses "$WORK/pw.txt")/$(field transport_errors "$WORK/pw.txt")" \
     "server log lines at level $LOG_LEVEL and above: $WARNINGS"
 if [[ $WARNINGS -gt 0 ]]; then
     echo "  first of them:"
-    head -n 5 "$WORK/server.err" | cut -c1-300 | sed 's/^/    /'
+    head -n 5 "$SERVER_ERR" | cut -c1-300 | sed 's/^/    /'
 fi
