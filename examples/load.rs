@@ -45,6 +45,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine as _;
 use clap::{Parser, ValueEnum};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use tessera::crypto::secrets::{ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -56,7 +57,7 @@ enum Scenario {
     Refresh,
     /// POST /introspect of one live access token, client authenticated with HTTP Basic.
     Introspect,
-    /// No HTTP: argon2id verifications (m=19456 KiB, t=2, p=1) in one thread.
+    /// No HTTP: argon2id verifications with the server's parameters, in one thread.
     Argon2Bare,
 }
 
@@ -912,10 +913,11 @@ fn introspect_body(token: &str) -> bytes::Bytes {
     bytes::Bytes::from(form.finish())
 }
 
-/// The bare argon2id rate of one thread with the server's parameters (OWASP: m=19456 KiB, t=2,
-/// p=1): one hash, then verifications against it, as a login does.
+/// The bare argon2id rate of one thread with the server's parameters (taken from the crate):
+/// one hash, then verifications against it, as a login does.
 fn argon2_bare(args: &Args) {
-    let params = Params::new(19_456, 2, 1, None).expect("valid argon2 parameters");
+    let params = Params::new(ARGON2_MEMORY_KIB, ARGON2_ITERATIONS, ARGON2_LANES, None)
+        .expect("valid argon2 parameters");
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let password = b"correct horse battery staple";
     let salt = SaltString::encode_b64(b"tessera-load-salt").expect("a valid salt");
@@ -952,7 +954,7 @@ fn argon2_bare(args: &Args) {
     let per_cpu = cpu_s.map(|cpu| latency_us.len() as f64 / cpu.max(1e-9));
     let ms = |us: u32| f64::from(us) / 1000.0;
     println!(
-        "scenario argon2-bare: argon2id m=19456 KiB t=2 p=1, one thread, warm-up {} s, timed run {elapsed:.2} s",
+        "scenario argon2-bare: argon2id m={ARGON2_MEMORY_KIB} KiB t={ARGON2_ITERATIONS} p={ARGON2_LANES}, one thread, warm-up {} s, timed run {elapsed:.2} s",
         args.warmup
     );
     println!(

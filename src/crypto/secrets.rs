@@ -11,10 +11,10 @@ use super::random_bytes;
 /// The prefix that lets secret scanners spot a leaked client secret.
 pub const CLIENT_SECRET_PREFIX: &str = "tss_";
 
-/// OWASP's argon2id baseline: 19 MiB, two passes, one lane.
-const ARGON2_MEMORY_KIB: u32 = 19_456;
-const ARGON2_ITERATIONS: u32 = 2;
-const ARGON2_LANES: u32 = 1;
+/// OWASP's argon2id baseline: 19 MiB, two passes, one lane (public for the load generator).
+pub const ARGON2_MEMORY_KIB: u32 = 19_456;
+pub const ARGON2_ITERATIONS: u32 = 2;
+pub const ARGON2_LANES: u32 = 1;
 
 /// A client secret in clear: only ever shown once, at creation or rotation. No `Display`, no
 /// `Serialize`, a redacted `Debug`; `expose` is the only way out.
