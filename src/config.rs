@@ -1,4 +1,4 @@
-//! Settings: built-in defaults, then `config/default.toml`, then `--config FILE`, then the flat `TESSERA_*` variables; validated once at start-up. Uses: crypto, model.
+//! Settings: built-in defaults, then `config/default.toml`, then `--config FILE`, then the flat `TESSERA_*` variables; validated once at start-up. Uses: crypto, model, domain (its token policy).
 //!
 //! Every value is kept as the exact text it was given (environment values are never guessed into
 //! numbers, so a numeric-looking secret stays text) and parsed once, here, with an error that
@@ -17,6 +17,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::crypto::MasterKey;
+use crate::domain::TokenPolicy;
 use crate::model::SigningAlg;
 
 const ENV_PREFIX: &str = "TESSERA_";
@@ -574,14 +575,6 @@ impl fmt::Debug for BootstrapAdmin {
             .field("secret", &"[redacted]")
             .finish()
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct TokenPolicy {
-    pub access_token_ttl: Duration,
-    pub refresh_token_idle_ttl: Duration,
-    pub refresh_token_absolute_ttl: Duration,
-    pub refresh_reuse_grace: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
