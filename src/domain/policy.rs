@@ -1,5 +1,4 @@
-//! The token policy: how long tokens live, and how long a rotated refresh token may be retried.
-//! A rule of the domain; `config` builds it from the settings.
+//! The token policy: how long tokens live, and how long a rotated refresh token may be retried; `config` builds it from the settings. Uses: nothing.
 
 use std::time::Duration;
 
