@@ -28,7 +28,8 @@ pub(super) struct Setting<T: 'static> {
     pub parser: &'static dyn Parser<T>,
     /// What it does, for the README; the accepted range and `constraint` follow in parentheses.
     pub meaning: &'static str,
-    /// What a value must also satisfy, in words: rules across settings, checked by `validate`.
+    /// What else a value must satisfy, in words: its form (checked by the parser) or a rule
+    /// across settings (checked by `validate`).
     pub constraint: Option<&'static str>,
 }
 
