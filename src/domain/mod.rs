@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::config::TokenPolicy;
 use crate::store::{ChangeListener, Store, StoreError, topic};
 
 pub mod admin;
 pub mod clients;
 pub mod keys;
 pub mod passwords;
+pub mod policy;
 pub mod refresh;
 pub mod revocations;
 pub mod revoke;
@@ -20,6 +20,7 @@ pub mod token;
 
 pub use clients::{AuthMethod, ClientCredentials, ClientRegistry};
 pub use keys::KeyRing;
+pub use policy::TokenPolicy;
 
 use passwords::PasswordHasher;
 use throttle::Throttle;

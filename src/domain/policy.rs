@@ -1,0 +1,14 @@
+//! The token policy: how long tokens live, and how long a rotated refresh token may be retried; `config` builds it from the settings. Uses: nothing.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+pub struct TokenPolicy {
+    pub access_token_ttl: Duration,
+    /// A refresh token unused this long expires.
+    pub refresh_token_idle_ttl: Duration,
+    /// No session is refreshed past this age.
+    pub refresh_token_absolute_ttl: Duration,
+    /// The retry window after a rotation: the old token gets the same successor again.
+    pub refresh_reuse_grace: Duration,
+}
