@@ -69,13 +69,30 @@ pub enum Error {
     /// RFC 6749 §5.2 leaves server trouble to 5xx; we answer 503 so clients retry later.
     #[error("temporarily_unavailable")]
     TemporarilyUnavailable,
+    /// Logged once by the edge and answered as a bare `server_error`.
     #[error(transparent)]
-    Internal(StoreError),
+    Internal(InternalError),
+}
+
+/// What went wrong inside: the database, or a cryptographic operation on our own data. Neither
+/// is the client's doing, and neither is described to it.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error(transparent)]
+    Store(StoreError),
+    /// Sealing or unsealing under the master key, or a stored signing key that does not load.
+    #[error("crypto failure ({0})")]
+    Crypto(&'static str),
 }
 
 impl Error {
     pub fn invalid_request(text: impl Into<Cow<'static, str>>) -> Self {
         Self::InvalidRequest(text.into())
+    }
+
+    /// A failed cryptographic operation (`what`: "seal", "signing key", ...).
+    pub fn crypto(what: &'static str) -> Self {
+        Self::Internal(InternalError::Crypto(what))
     }
 }
 
@@ -86,7 +103,7 @@ impl From<StoreError> for Error {
             StoreError::UnstorableText => {
                 Self::invalid_request("a value contains a character that cannot be stored (NUL)")
             }
-            e => Self::Internal(e),
+            e => Self::Internal(InternalError::Store(e)),
         }
     }
 }
@@ -102,9 +119,7 @@ impl From<keys::KeyRingError> for Error {
             e @ K::NextKeyTooNew { .. } => Self::Conflict(e.to_string().into()),
             e @ (K::WrongMasterKey | K::Key(_)) => {
                 tracing::error!(error = %e, "signing key failure");
-                Self::Internal(StoreError::Other {
-                    kind: "signing key",
-                })
+                Self::crypto("signing key")
             }
         }
     }
