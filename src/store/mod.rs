@@ -22,7 +22,6 @@ mod keys;
 mod revocations;
 pub(crate) mod rows;
 mod sessions;
-#[macro_use]
 mod sql;
 mod throttle;
 mod users;
