@@ -80,9 +80,10 @@ pub enum Error {
 pub enum InternalError {
     #[error(transparent)]
     Store(StoreError),
-    /// Sealing or unsealing under the master key, or a stored signing key that does not load.
-    #[error("crypto failure ({0})")]
-    Crypto(&'static str),
+    /// Sealing or unsealing under the master key, or a signing key that does not load. The
+    /// text names the operation and the crypto module's reason, never a key or a value.
+    #[error("crypto failure: {0}")]
+    Crypto(Cow<'static, str>),
 }
 
 impl Error {
@@ -90,9 +91,9 @@ impl Error {
         Self::InvalidRequest(text.into())
     }
 
-    /// A failed cryptographic operation (`what`: "seal", "signing key", ...).
-    pub fn crypto(what: &'static str) -> Self {
-        Self::Internal(InternalError::Crypto(what))
+    /// A failed cryptographic operation on our own data.
+    pub fn crypto(what: impl Into<Cow<'static, str>>) -> Self {
+        Self::Internal(InternalError::Crypto(what.into()))
     }
 }
 
@@ -117,10 +118,8 @@ impl From<keys::KeyRingError> for Error {
             K::UnknownKey => Self::NotFound("signing key"),
             K::Conflict => Self::Conflict("the key set changed meanwhile; retry".into()),
             e @ K::NextKeyTooNew { .. } => Self::Conflict(e.to_string().into()),
-            e @ (K::WrongMasterKey | K::Key(_)) => {
-                tracing::error!(error = %e, "signing key failure");
-                Self::crypto("signing key")
-            }
+            // Logged once, by the edge, with the reason.
+            e @ (K::WrongMasterKey | K::Key(_)) => Self::crypto(format!("signing key: {e}")),
         }
     }
 }

@@ -166,7 +166,7 @@ impl Issuer {
                 successor.expose().as_bytes(),
                 &successor_aad(session_id, &digest),
             )
-            .map_err(|_| Error::crypto("seal"))?;
+            .map_err(|e| Error::crypto(format!("sealing a successor: {e}")))?;
         match self
             .store
             .consume_refresh_token(&digest, &next, &sealed, now)

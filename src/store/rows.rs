@@ -479,3 +479,73 @@ impl TryFrom<RevocationRow> for Revocation {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refresh_row(consumed: bool, revoked: bool, sealed: bool) -> RefreshRow {
+        let t = DbTime(OffsetDateTime::UNIX_EPOCH);
+        RefreshRow {
+            session_id: DbUuid(uuid::Uuid::nil()),
+            token_digest: Digest([1; 32]),
+            scope: "read".to_owned(),
+            created_at: t,
+            idle_expires_at: t,
+            consumed_at: consumed.then_some(t),
+            revoked_at: revoked.then_some(t),
+            successor_ciphertext: sealed.then(|| vec![2]),
+            successor_unused: sealed,
+            successor_scope: None,
+            client_id: "app".to_owned(),
+            user_id: DbUuid(uuid::Uuid::nil()),
+            session_expires_at: t,
+            session_revoked_at: None,
+            user_disabled: false,
+        }
+    }
+
+    #[test]
+    fn refresh_rows_decode_into_their_state() {
+        let state = |row| RefreshTokenRecord::try_from(row).map(|r| r.state);
+        assert_eq!(
+            state(refresh_row(false, false, false)).unwrap(),
+            RefreshTokenState::Valid
+        );
+        assert!(matches!(
+            state(refresh_row(true, false, true)).unwrap(),
+            RefreshTokenState::Consumed { successor, .. } if successor.unused && successor.sealed.is_some()
+        ));
+        // Revoked wins over consumed: a revoked token is never judged as a retry.
+        assert!(matches!(
+            state(refresh_row(true, true, false)).unwrap(),
+            RefreshTokenState::Revoked { .. }
+        ));
+        // A successor on a token never consumed cannot happen: refused, not guessed at.
+        assert!(state(refresh_row(false, false, true)).is_err());
+    }
+
+    #[tokio::test]
+    async fn columns_keep_their_sqlite_encoding() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
+        let id = uuid::Uuid::new_v4();
+        let json = JsonText(r#"{"a":[1,2]}"#.to_owned());
+        let row: (DbTime, i64, DbUuid, String, JsonText, Digest) =
+            sqlx::query_as("select $1, $1, $2, $2, $3, $4")
+                .bind(DbTime(at))
+                .bind(DbUuid(id))
+                .bind(json.clone())
+                .bind(Digest([7; 32]))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        // Unix milliseconds: sub-millisecond precision is dropped, as it always was.
+        assert_eq!(row.1, 1_700_000_000_123);
+        assert_eq!(row.0.0.unix_timestamp_nanos(), 1_700_000_000_123_000_000);
+        assert_eq!(row.2, DbUuid(id));
+        assert_eq!(row.3, id.to_string());
+        assert_eq!(row.4, json);
+        assert_eq!(row.5, Digest([7; 32]));
+    }
+}
