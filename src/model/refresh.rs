@@ -210,187 +210,51 @@ mod tests {
         }
     }
 
+    fn disabled(mut t: RefreshTokenRecord) -> RefreshTokenRecord {
+        t.user_disabled = true;
+        t
+    }
+
+    fn session_revoked(mut t: RefreshTokenRecord) -> RefreshTokenRecord {
+        t.session = SessionState::Revoked { at: at(50) };
+        t
+    }
+
+    fn session_ends(seconds: i64, mut t: RefreshTokenRecord) -> RefreshTokenRecord {
+        t.session_expires_at = at(seconds);
+        t
+    }
+
+    type Open = fn(&[u8]) -> Option<String>;
+
     #[test]
     fn the_verdict_table() {
-        let disabled = |mut t: RefreshTokenRecord| {
-            t.user_disabled = true;
-            t
-        };
-        let revoked_session = |mut t: RefreshTokenRecord| {
-            t.session = SessionState::Revoked { at: at(50) };
-            t
-        };
-        type Open = fn(&[u8]) -> Option<String>;
-        // (case, token, presenting client, now, unsealer, expected)
+        use RefreshTokenState::{Revoked, Valid};
+        let revoked = Revoked { at: at(50) };
+        // (case, token, presenting client, now, unsealer, verdict); the window is 10 s, the
+        // idle expiry at 1,000 s, the session's at 2,000 s.
+        #[rustfmt::skip]
         let cases: Vec<(&str, RefreshTokenRecord, &str, i64, Open, Verdict<'static>)> = vec![
-            (
-                "valid",
-                token(RefreshTokenState::Valid),
-                "app",
-                100,
-                opens,
-                Verdict::Rotate,
-            ),
-            (
-                "another client's",
-                token(RefreshTokenState::Valid),
-                "other",
-                100,
-                opens,
-                Verdict::Reject,
-            ),
-            (
-                "idle-expired",
-                token(RefreshTokenState::Valid),
-                "app",
-                1_000,
-                opens,
-                Verdict::Reject,
-            ),
-            (
-                "session expired",
-                {
-                    let mut t = token(RefreshTokenState::Valid);
-                    t.session_expires_at = at(500);
-                    t
-                },
-                "app",
-                500,
-                opens,
-                Verdict::Reject,
-            ),
-            (
-                "user disabled",
-                disabled(token(RefreshTokenState::Valid)),
-                "app",
-                100,
-                opens,
-                Verdict::RevokeDisabled,
-            ),
-            (
-                "user disabled and expired",
-                disabled(token(RefreshTokenState::Valid)),
-                "app",
-                1_500,
-                opens,
-                Verdict::RevokeDisabled,
-            ),
-            (
-                "revoked",
-                token(RefreshTokenState::Revoked { at: at(50) }),
-                "app",
-                100,
-                opens,
-                Verdict::Reject,
-            ),
-            (
-                "session revoked",
-                revoked_session(token(RefreshTokenState::Valid)),
-                "app",
-                100,
-                opens,
-                Verdict::Reject,
-            ),
-            (
-                "consumed, session revoked",
-                revoked_session(token(consumed(95, true, true, None))),
-                "app",
-                100,
-                opens,
-                Verdict::Reject,
-            ),
-            (
-                "retry in the window",
-                token(consumed(95, true, true, None)),
-                "app",
-                100,
-                opens,
-                retry("read write"),
-            ),
-            (
-                "retry gets the narrowed scope",
-                token(consumed(95, true, true, Some("read"))),
-                "app",
-                100,
-                opens,
-                retry("read"),
-            ),
-            (
-                "retry past the idle expiry",
-                token(consumed(995, true, true, None)),
-                "app",
-                1_001,
-                opens,
-                retry("read write"),
-            ),
-            (
-                "retry, session expired",
-                {
-                    let mut t = token(consumed(95, true, true, None));
-                    t.session_expires_at = at(100);
-                    t
-                },
-                "app",
-                100,
-                opens,
-                Verdict::Reject,
-            ),
-            (
-                "retry, user disabled",
-                disabled(token(consumed(95, true, true, None))),
-                "app",
-                100,
-                opens,
-                Verdict::RevokeDisabled,
-            ),
-            (
-                "window closed",
-                token(consumed(90, true, true, None)),
-                "app",
-                100,
-                opens,
-                reuse(90, false),
-            ),
-            (
-                "successor used",
-                token(consumed(95, true, false, None)),
-                "app",
-                100,
-                opens,
-                reuse(95, true),
-            ),
-            (
-                "successor erased",
-                token(consumed(95, false, true, None)),
-                "app",
-                100,
-                opens,
-                reuse(95, true),
-            ),
-            (
-                "successor does not open",
-                token(consumed(95, true, true, None)),
-                "app",
-                100,
-                fails,
-                reuse(95, true),
-            ),
-            (
-                "reuse, user disabled",
-                disabled(token(consumed(90, true, true, None))),
-                "app",
-                100,
-                opens,
-                reuse(90, false),
-            ),
-            (
-                "reuse by another client",
-                token(consumed(95, true, true, None)),
-                "other",
-                100,
-                opens,
-                Verdict::Reject,
-            ),
+            ("valid", token(Valid), "app", 100, opens, Verdict::Rotate),
+            ("another client's", token(Valid), "other", 100, opens, Verdict::Reject),
+            ("idle-expired", token(Valid), "app", 1_000, opens, Verdict::Reject),
+            ("session expired", session_ends(500, token(Valid)), "app", 500, opens, Verdict::Reject),
+            ("user disabled", disabled(token(Valid)), "app", 100, opens, Verdict::RevokeDisabled),
+            ("user disabled, expired", disabled(token(Valid)), "app", 1_500, opens, Verdict::RevokeDisabled),
+            ("revoked", token(revoked.clone()), "app", 100, opens, Verdict::Reject),
+            ("session revoked", session_revoked(token(Valid)), "app", 100, opens, Verdict::Reject),
+            ("consumed, session revoked", session_revoked(token(consumed(95, true, true, None))), "app", 100, opens, Verdict::Reject),
+            ("retry in the window", token(consumed(95, true, true, None)), "app", 100, opens, retry("read write")),
+            ("retry, narrowed successor", token(consumed(95, true, true, Some("read"))), "app", 100, opens, retry("read")),
+            ("retry past the idle expiry", token(consumed(995, true, true, None)), "app", 1_001, opens, retry("read write")),
+            ("retry, session expired", session_ends(100, token(consumed(95, true, true, None))), "app", 100, opens, Verdict::Reject),
+            ("retry, user disabled", disabled(token(consumed(95, true, true, None))), "app", 100, opens, Verdict::RevokeDisabled),
+            ("window closed", token(consumed(90, true, true, None)), "app", 100, opens, reuse(90, false)),
+            ("successor used", token(consumed(95, true, false, None)), "app", 100, opens, reuse(95, true)),
+            ("successor erased", token(consumed(95, false, true, None)), "app", 100, opens, reuse(95, true)),
+            ("successor does not open", token(consumed(95, true, true, None)), "app", 100, fails, reuse(95, true)),
+            ("reuse, user disabled", disabled(token(consumed(90, true, true, None))), "app", 100, opens, reuse(90, false)),
+            ("reuse by another client", token(consumed(95, true, true, None)), "other", 100, opens, Verdict::Reject),
         ];
         for (case, token, client, now, open, expected) in cases {
             assert_eq!(
@@ -407,9 +271,7 @@ mod tests {
         assert!(!token(RefreshTokenState::Valid).is_active(at(1_000)));
         assert!(!token(consumed(95, true, true, None)).is_active(at(100)));
         assert!(!token(RefreshTokenState::Revoked { at: at(50) }).is_active(at(100)));
-        let mut disabled = token(RefreshTokenState::Valid);
-        disabled.user_disabled = true;
-        assert!(!disabled.is_active(at(100)));
+        assert!(!disabled(token(RefreshTokenState::Valid)).is_active(at(100)));
         assert_eq!(token(RefreshTokenState::Valid).expires_at(), at(1_000));
     }
 }
