@@ -172,10 +172,11 @@ impl Issuer {
         }
         let secret = ClientSecret::generate();
         let digest = ClientSecretHash::Digest(secret.digest());
-        if !self
+        if self
             .store
             .update_client_secret(client_id, &digest, self.clock.now())
             .await?
+            == crate::store::Update::NotFound
         {
             return Err(Error::NotFound("client"));
         }
@@ -204,10 +205,11 @@ impl Issuer {
         if disabled {
             self.ensure_admin_may_disable(actor, &client).await?;
         }
-        if !self
+        if self
             .store
             .set_client_disabled(client_id, disabled, self.clock.now())
             .await?
+            == crate::store::Update::NotFound
         {
             return Err(Error::NotFound("client"));
         }

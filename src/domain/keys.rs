@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::crypto::MasterKey;
 use crate::crypto::keys::{self, JwsRejection, KeyError, Signer, Verifier};
 use crate::model::{KeyState, NewSigningKey, SigningAlg, SigningKey};
-use crate::store::{Store, StoreError, topic};
+use crate::store::{KeyRotation, KeysAdded, Store, StoreError, topic};
 
 /// Tolerated clock difference between instances, for `iat`/`nbf` and for how long a retired
 /// key stays published after the last token it signed could expire.
@@ -191,7 +191,7 @@ impl KeyRing {
         if store.list_signing_keys().await?.is_empty() {
             let active = generate(policy.alg, &master).await?;
             let next = generate(policy.alg, &master).await?;
-            if store.add_initial_signing_keys(&active, &next, now).await? {
+            if store.add_initial_signing_keys(&active, &next, now).await? == KeysAdded::Added {
                 tracing::info!(active = %active.kid, next = %next.kid, alg = %policy.alg, "created the first signing keys");
             }
         }
@@ -264,10 +264,11 @@ impl KeyRing {
             });
         }
         let new_next = generate(self.policy.alg, &self.master).await?;
-        if !self
+        if self
             .store
             .rotate_signing_keys(&next_kid, &new_next, now)
             .await?
+            == KeyRotation::Skipped
         {
             return Err(KeyRingError::Conflict);
         }
@@ -432,7 +433,7 @@ fn build_snapshot(
             );
             published.push(
                 serde_json::from_str::<serde_json::Value>(&key.public_jwk)
-                    .map_err(|_| KeyRingError::Store(StoreError::Other { kind: "decode" }))?,
+                    .map_err(|e| KeyError::Jose(josekit::JoseError::InvalidJwkFormat(e.into())))?,
             );
         }
     }

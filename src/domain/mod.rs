@@ -70,13 +70,31 @@ pub enum Error {
     /// RFC 6749 §5.2 leaves server trouble to 5xx; we answer 503 so clients retry later.
     #[error("temporarily_unavailable")]
     TemporarilyUnavailable,
+    /// Logged once by the edge and answered as a bare `server_error`.
     #[error(transparent)]
-    Internal(StoreError),
+    Internal(InternalError),
+}
+
+/// What went wrong inside: the database, or a cryptographic operation on our own data. Neither
+/// is the client's doing, and neither is described to it.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error(transparent)]
+    Store(StoreError),
+    /// Sealing or unsealing under the master key, or a signing key that does not load. The
+    /// text names the operation and the crypto module's reason, never a key or a value.
+    #[error("crypto failure: {0}")]
+    Crypto(Cow<'static, str>),
 }
 
 impl Error {
     pub fn invalid_request(text: impl Into<Cow<'static, str>>) -> Self {
         Self::InvalidRequest(text.into())
+    }
+
+    /// A failed cryptographic operation on our own data.
+    pub fn crypto(what: impl Into<Cow<'static, str>>) -> Self {
+        Self::Internal(InternalError::Crypto(what.into()))
     }
 }
 
@@ -87,7 +105,7 @@ impl From<StoreError> for Error {
             StoreError::UnstorableText => {
                 Self::invalid_request("a value contains a character that cannot be stored (NUL)")
             }
-            e => Self::Internal(e),
+            e => Self::Internal(InternalError::Store(e)),
         }
     }
 }
@@ -101,12 +119,8 @@ impl From<keys::KeyRingError> for Error {
             K::UnknownKey => Self::NotFound("signing key"),
             K::Conflict => Self::Conflict("the key set changed meanwhile; retry".into()),
             e @ K::NextKeyTooNew { .. } => Self::Conflict(e.to_string().into()),
-            e @ (K::WrongMasterKey | K::Key(_)) => {
-                tracing::error!(error = %e, "signing key failure");
-                Self::Internal(StoreError::Other {
-                    kind: "signing key",
-                })
-            }
+            // Logged once, by the edge, with the reason.
+            e @ (K::WrongMasterKey | K::Key(_)) => Self::crypto(format!("signing key: {e}")),
         }
     }
 }

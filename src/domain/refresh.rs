@@ -10,7 +10,10 @@ use super::token::{Target, TokenResponse, audience, narrowed_scope};
 use super::{Error, Issuer};
 use crate::crypto::random_bytes;
 use crate::crypto::secrets::sha256;
-use crate::model::{AuditEvent, Client, GrantType, NewRefreshToken, RefreshTokenRecord};
+use crate::model::{
+    AuditEvent, Client, GrantType, NewRefreshToken, RefreshTokenRecord, RefreshTokenState, Verdict,
+};
+use crate::store::Consumed;
 
 /// The prefix that lets secret scanners spot a leaked refresh token.
 pub const REFRESH_TOKEN_PREFIX: &str = "tsr_";
@@ -58,6 +61,16 @@ pub fn parse_refresh_token(token: &str) -> Option<(uuid::Uuid, [u8; 32])> {
     }
     let session_id = uuid::Uuid::from_slice(&raw[..16]).ok()?;
     Some((session_id, sha256(token.as_bytes())))
+}
+
+/// What came with a presented refresh token.
+#[derive(Clone, Copy)]
+struct Presented<'a> {
+    client: &'a Client,
+    /// The scope asked for, if any (RFC 6749 §6: at most the one granted).
+    scope: Option<&'a str>,
+    target: Target<'a>,
+    source_addr: Option<&'a str>,
 }
 
 /// Binds a sealed successor to the row it belongs to.
@@ -132,37 +145,16 @@ impl Issuer {
             .find_refresh_token(session_id, &digest)
             .await?
             .ok_or(Error::InvalidGrant)?;
-        // A token is only usable by the client it was issued to; another client learns nothing
-        // and changes nothing.
-        if record.client_id != client.client_id {
-            return Err(Error::InvalidGrant);
-        }
         let now = self.clock.now();
-        if record.session_revoked_at.is_some() || record.revoked_at.is_some() {
-            return Err(Error::InvalidGrant);
-        }
-        // State before parameters: a consumed token is judged (retry or reuse) whatever scope or
-        // audience comes with it, so a thief learns nothing from a crafted request.
-        if let Some(consumed_at) = record.consumed_at {
-            return self
-                .consumed(
-                    client,
-                    &record,
-                    consumed_at,
-                    now,
-                    scope,
-                    target,
-                    source_addr,
-                )
-                .await;
-        }
-        if record.user_disabled {
-            self.revoke_session_for(&record, "user_disabled", now, None)
-                .await?;
-            return Err(Error::InvalidGrant);
-        }
-        if now >= record.idle_expires_at || now >= record.session_expires_at {
-            return Err(Error::InvalidGrant);
+        let request = Presented {
+            client,
+            scope,
+            target,
+            source_addr,
+        };
+        let verdict = self.judge(client, &record, now);
+        if verdict != Verdict::Rotate {
+            return self.settle(&request, &record, verdict, now).await;
         }
         let audience = audience(client, target)?;
         let scope = narrowed_scope(&record.scope, scope)?;
@@ -174,121 +166,129 @@ impl Issuer {
                 successor.expose().as_bytes(),
                 &successor_aad(session_id, &digest),
             )
-            .map_err(|_| Error::Internal(crate::store::StoreError::Other { kind: "seal" }))?;
-        if self
+            .map_err(|e| Error::crypto(format!("sealing a successor: {e}")))?;
+        match self
             .store
             .consume_refresh_token(&digest, &next, &sealed, now)
             .await?
         {
-            tracing::info!(session_id = %session_id, "refresh token rotated");
-            metrics::counter!(crate::metrics::REFRESHES, "outcome" => "rotated").increment(1);
-            let sid = session_id.to_string();
-            let mut response = self.issue(
-                GrantType::RefreshToken,
-                client,
-                &record.user_id.to_string(),
-                audience,
-                &scope,
-                Some(&sid),
-            )?;
-            response.refresh_token = Some(successor.expose().to_owned());
-            return Ok(response);
+            Consumed::Rotated => {
+                tracing::info!(session_id = %session_id, "refresh token rotated");
+                metrics::counter!(crate::metrics::REFRESHES, "outcome" => "rotated").increment(1);
+                let sid = session_id.to_string();
+                let mut response = self.issue(
+                    GrantType::RefreshToken,
+                    client,
+                    &record.user_id.to_string(),
+                    audience,
+                    &scope,
+                    Some(&sid),
+                )?;
+                response.refresh_token = Some(successor.expose().to_owned());
+                return Ok(response);
+            }
+            Consumed::NotLive => {}
         }
-        // Another request consumed it first (or it was revoked meanwhile): judge it as consumed.
+        // Another request consumed it first (or it was revoked meanwhile): judge it as consumed,
+        // under the scope this request was narrowed to.
         let record = self
             .store
             .find_refresh_token(session_id, &digest)
             .await?
             .ok_or(Error::InvalidGrant)?;
-        match record.consumed_at {
-            Some(consumed_at) if record.session_revoked_at.is_none() => {
-                let requested = Some(scope.as_str()).filter(|s| !s.is_empty());
-                self.consumed(
-                    client,
-                    &record,
-                    consumed_at,
-                    now,
-                    requested,
-                    target,
-                    source_addr,
-                )
-                .await
-            }
-            _ => Err(Error::InvalidGrant),
+        if !matches!(record.state, RefreshTokenState::Consumed { .. }) {
+            return Err(Error::InvalidGrant);
         }
+        let request = Presented {
+            scope: Some(scope.as_str()).filter(|s| !s.is_empty()),
+            ..request
+        };
+        let verdict = self.judge(client, &record, now);
+        self.settle(&request, &record, verdict, now).await
     }
 
-    /// A consumed token presented again.
-    #[allow(clippy::too_many_arguments)]
-    async fn consumed(
+    /// What `client` presenting `record` gets ([`RefreshTokenRecord::judge`]), unsealing a
+    /// successor it earned.
+    fn judge<'r>(
         &self,
         client: &Client,
-        record: &RefreshTokenRecord,
-        consumed_at: OffsetDateTime,
+        record: &'r RefreshTokenRecord,
         now: OffsetDateTime,
-        requested_scope: Option<&str>,
-        target: Target<'_>,
-        source_addr: Option<&str>,
+    ) -> Verdict<'r> {
+        let aad = successor_aad(record.session_id, &record.token_digest);
+        record.judge(
+            &client.client_id,
+            now,
+            self.policy.refresh_reuse_grace,
+            |sealed| {
+                let plain = self.master_key.open(sealed, &aad).ok()?;
+                String::from_utf8(plain).ok()
+            },
+        )
+    }
+
+    /// Carries out every verdict but `Rotate`.
+    async fn settle(
+        &self,
+        request: &Presented<'_>,
+        record: &RefreshTokenRecord,
+        verdict: Verdict<'_>,
+        now: OffsetDateTime,
     ) -> Result<TokenResponse, Error> {
-        let within_window = now < consumed_at + self.policy.refresh_reuse_grace;
-        // A retry (a lost response, a second tab) gets the successor it already earned, as
-        // long as nobody has used that successor yet: never a second live token.
-        let earned = record
-            .successor_ciphertext
-            .as_ref()
-            .filter(|_| within_window && record.successor_unused)
-            .and_then(|sealed| {
-                let aad = successor_aad(record.session_id, &record.token_digest);
-                self.master_key.open(sealed, &aad).ok()
-            })
-            .and_then(|plain| String::from_utf8(plain).ok());
-        if let Some(successor) = earned {
-            // The successor is handed out under the rules it would meet itself.
-            if record.user_disabled {
+        match verdict {
+            Verdict::Rotate | Verdict::Reject => Err(Error::InvalidGrant),
+            Verdict::RevokeDisabled => {
                 self.revoke_session_for(record, "user_disabled", now, None)
                     .await?;
-                return Err(Error::InvalidGrant);
+                Err(Error::InvalidGrant)
             }
-            if now >= record.session_expires_at {
-                return Err(Error::InvalidGrant);
+            Verdict::Retry {
+                successor,
+                granted_scope,
+            } => {
+                // The successor is handed out under the rules it would meet itself.
+                let audience = audience(request.client, request.target)?;
+                let scope = narrowed_scope(granted_scope, request.scope)?;
+                tracing::info!(session_id = %record.session_id, "refresh retried inside the window");
+                let sid = record.session_id.to_string();
+                let subject = record.user_id.to_string();
+                let mut response = self.issue(
+                    GrantType::RefreshToken,
+                    request.client,
+                    &subject,
+                    audience,
+                    &scope,
+                    Some(&sid),
+                )?;
+                metrics::counter!(crate::metrics::REFRESHES, "outcome" => "retried").increment(1);
+                response.refresh_token = Some(successor);
+                Ok(response)
             }
-            let audience = audience(client, target)?;
-            let granted = record.successor_scope.as_deref().unwrap_or(&record.scope);
-            let scope = narrowed_scope(granted, requested_scope)?;
-            let scope = scope.as_str();
-            tracing::info!(session_id = %record.session_id, "refresh retried inside the window");
-            let sid = record.session_id.to_string();
-            let subject = record.user_id.to_string();
-            let mut response = self.issue(
-                GrantType::RefreshToken,
-                client,
-                &subject,
-                audience,
-                scope,
-                Some(&sid),
-            )?;
-            metrics::counter!(crate::metrics::REFRESHES, "outcome" => "retried").increment(1);
-            response.refresh_token = Some(successor);
-            return Ok(response);
+            Verdict::Reuse {
+                consumed_at,
+                within_window,
+            } => {
+                tracing::warn!(session_id = %record.session_id, "refresh token reuse detected; revoking the session");
+                let client_id = &request.client.client_id;
+                let event = AuditEvent {
+                    event_type: "refresh_token_reuse_detected",
+                    actor: Some(client_id.clone()),
+                    subject: Some(record.user_id.to_string()),
+                    client_id: Some(client_id.clone()),
+                    session_id: Some(record.session_id),
+                    source_addr: request.source_addr.map(str::to_owned),
+                    detail: serde_json::json!({
+                        "consumed_at": consumed_at.unix_timestamp(),
+                        "within_retry_window": within_window,
+                    }),
+                    created_at: now,
+                };
+                self.revoke_session_for(record, "refresh_token_reuse", now, Some(&event))
+                    .await?;
+                metrics::counter!(crate::metrics::REFRESH_REUSE_DETECTED).increment(1);
+                Err(Error::InvalidGrant)
+            }
         }
-        tracing::warn!(session_id = %record.session_id, "refresh token reuse detected; revoking the session");
-        let event = AuditEvent {
-            event_type: "refresh_token_reuse_detected",
-            actor: Some(client.client_id.clone()),
-            subject: Some(record.user_id.to_string()),
-            client_id: Some(client.client_id.clone()),
-            session_id: Some(record.session_id),
-            source_addr: source_addr.map(str::to_owned),
-            detail: serde_json::json!({
-                "consumed_at": consumed_at.unix_timestamp(),
-                "within_retry_window": within_window,
-            }),
-            created_at: now,
-        };
-        self.revoke_session_for(record, "refresh_token_reuse", now, Some(&event))
-            .await?;
-        metrics::counter!(crate::metrics::REFRESH_REUSE_DETECTED).increment(1);
-        Err(Error::InvalidGrant)
     }
 
     async fn revoke_session_for(

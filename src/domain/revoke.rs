@@ -8,6 +8,7 @@ use super::refresh::parse_refresh_token;
 use super::token::username_key;
 use super::{Error, Issuer};
 use crate::model::{AuditEvent, AuditFilter, AuditRecord, Client, RevocationKind};
+use crate::store::SessionRevocation;
 
 /// The admin selectors of POST /revoke.
 #[derive(Debug, Clone)]
@@ -60,7 +61,7 @@ impl Issuer {
             let Some(record) = self.store.find_refresh_token(session_id, &digest).await? else {
                 return Ok(());
             };
-            if record.client_id != caller.client_id && !caller.is_admin {
+            if !record.owned_by(&caller.client_id) && !caller.is_admin {
                 return Ok(());
             }
             let mut event = self.event(
@@ -198,7 +199,7 @@ impl Issuer {
                     .store
                     .revoke_session(session_id, "revoked", now, cutoff_expires_at, Some(&event))
                     .await?;
-                (u64::from(revoked), false)
+                (u64::from(revoked == SessionRevocation::Revoked), false)
             }
             Selector::Kid(kid) => {
                 self.keys.revoke(kid).await?;
@@ -236,15 +237,10 @@ impl Issuer {
             let Some(record) = self.store.find_refresh_token(session_id, &digest).await? else {
                 return Ok(inactive);
             };
-            let expires_at = record.idle_expires_at.min(record.session_expires_at);
-            let live = record.consumed_at.is_none()
-                && record.revoked_at.is_none()
-                && record.session_revoked_at.is_none()
-                && !record.user_disabled
-                && now < expires_at;
-            if !live {
+            if !record.is_active(now) {
                 return Ok(inactive);
             }
+            let expires_at = record.expires_at();
             return Ok(json!({
                 "active": true,
                 "token_type": "refresh_token",

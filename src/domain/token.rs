@@ -119,7 +119,7 @@ impl Issuer {
             .store
             .add_session(&session, first.as_ref().map(|(_, record)| record))
             .await?;
-        if !stored {
+        if stored == crate::store::SessionAdded::UserDisabled {
             // Disabled while this login was being verified.
             return Err(Error::InvalidGrant);
         }

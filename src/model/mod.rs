@@ -3,6 +3,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+mod refresh;
+
+pub use refresh::{RefreshTokenRecord, RefreshTokenState, SessionState, Successor, Verdict};
+
 /// The JWS algorithms Tessera signs with (RFC 7518 §3, RFC 8037). Verification is pinned to the
 /// algorithm of our own key; a token's `alg` header never chooses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -201,30 +205,6 @@ pub struct Session {
     pub scope: String,
     pub created_at: time::OffsetDateTime,
     pub expires_at: time::OffsetDateTime,
-}
-
-/// A refresh token as stored: only its digest, never the token.
-#[derive(Debug, Clone)]
-pub struct RefreshTokenRecord {
-    pub session_id: uuid::Uuid,
-    pub token_digest: [u8; 32],
-    pub scope: String,
-    pub created_at: time::OffsetDateTime,
-    pub idle_expires_at: time::OffsetDateTime,
-    pub consumed_at: Option<time::OffsetDateTime>,
-    pub revoked_at: Option<time::OffsetDateTime>,
-    /// The successor, sealed under the master key, while the retry window is open.
-    pub successor_ciphertext: Option<Vec<u8>>,
-    /// Whether the successor is still live (neither used nor revoked).
-    pub successor_unused: bool,
-    /// The successor's scope (a rotation may have narrowed it).
-    pub successor_scope: Option<String>,
-    // The session's side.
-    pub client_id: String,
-    pub user_id: uuid::Uuid,
-    pub session_expires_at: time::OffsetDateTime,
-    pub session_revoked_at: Option<time::OffsetDateTime>,
-    pub user_disabled: bool,
 }
 
 /// A successor about to be stored.

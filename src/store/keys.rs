@@ -1,0 +1,56 @@
+//! Signing keys: the set, its first keys, rotation and compromise. Uses: model.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::StoreError;
+use crate::model::{KeyState, NewSigningKey, SigningKey};
+
+/// What `add_initial_signing_keys` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysAdded {
+    Added,
+    /// The database had keys already (another instance won the race): nothing changed.
+    AlreadyPresent,
+}
+
+/// What `rotate_signing_keys` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRotation {
+    Rotated,
+    /// The expected next key is no longer the next key, or another instance is changing keys
+    /// right now: nothing changed.
+    Skipped,
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError>;
+
+    /// Stores the first active and next keys, unless the database has keys already.
+    async fn add_initial_signing_keys(
+        &self,
+        active: &NewSigningKey,
+        next: &NewSigningKey,
+        now: OffsetDateTime,
+    ) -> Result<KeysAdded, StoreError>;
+
+    /// One rotation, atomically: the active key retires, `expected_next` becomes active and
+    /// `new_next` is published as the next key.
+    async fn rotate_signing_keys(
+        &self,
+        expected_next: &str,
+        new_next: &NewSigningKey,
+        now: OffsetDateTime,
+    ) -> Result<KeyRotation, StoreError>;
+
+    /// Revokes `kid` and keeps the set complete: revoking the active key promotes the next one,
+    /// and a revoked active or next key is replaced by `replacement` as the next key. Returns the
+    /// state the key had, or `None` for an unknown kid.
+    async fn revoke_signing_key(
+        &self,
+        kid: &str,
+        replacement: &NewSigningKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<KeyState>, StoreError>;
+}

@@ -1,0 +1,69 @@
+//! Sessions and refresh tokens on PostgreSQL: a login waits on the user row an offboarding locks, and rotation is one statement that locks the session row. Uses: model.
+
+use time::OffsetDateTime;
+
+use super::PgStore;
+use crate::model::NewRefreshToken;
+use crate::store::rows::{DbTime, DbUuid};
+use crate::store::sql::sessions::session_store;
+use crate::store::{Consumed, StoreError};
+
+/// Consumes the presented token and inserts its successor, in one statement.
+const CONSUME: &str = "with live as (
+         select session_id from session
+         where session_id = $1 and revoked_at is null
+         for update
+     ), consumed as (
+         update refresh_token
+         set consumed_at = $3, successor_digest = $4, successor_ciphertext = $5
+         where session_id = (select session_id from live) and token_digest = $2
+           and consumed_at is null and revoked_at is null
+         returning session_id
+     ), spent as (
+         update refresh_token set successor_ciphertext = null
+         where session_id = (select session_id from consumed) and successor_digest = $2
+           and successor_ciphertext is not null
+     )
+     insert into refresh_token (session_id, token_digest, scope, created_at, idle_expires_at)
+     select session_id, $4, $6, $7, $8 from consumed";
+
+impl PgStore {
+    /// Waits for an offboarding in progress (it locks the row first), then sees its outcome.
+    const USER_ENABLED: &str = "select not disabled from user_account where user_id = $1 for share";
+
+    async fn consume(
+        &self,
+        digest: &[u8; 32],
+        successor: &NewRefreshToken,
+        successor_ciphertext: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Consumed, StoreError> {
+        // One statement, so one round trip and one implicit transaction: lock the session row
+        // (concurrent refreshes of one session queue there; an offboarding that revoked it
+        // first is seen), consume the presented token only if it is still live, and insert
+        // the successor only if that consumption happened. A refresh that queued behind
+        // another finds the token consumed when its update re-checks the row, and inserts
+        // nothing. The predecessor's sealed successor (the presented token) is erased at once:
+        // now that it is used, a retry of the predecessor is reuse and never gets it back. Only
+        // this session's rows are touched.
+        let inserted = sqlx::query(CONSUME)
+            .bind(DbUuid(successor.session_id))
+            .bind(&digest[..])
+            .bind(DbTime(now))
+            .bind(&successor.token_digest[..])
+            .bind(successor_ciphertext)
+            .bind(&successor.scope)
+            .bind(DbTime(successor.created_at))
+            .bind(DbTime(successor.idle_expires_at))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(if inserted == 1 {
+            Consumed::Rotated
+        } else {
+            Consumed::NotLive
+        })
+    }
+}
+
+session_store!(PgStore);

@@ -1,0 +1,73 @@
+//! Login sessions and their refresh tokens: a login, rotation (RFC 6749 §6) and a session's revocation. Uses: model.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::StoreError;
+use crate::model::{AuditEvent, NewRefreshToken, RefreshTokenRecord, Session};
+
+/// What `add_session` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionAdded {
+    Added,
+    /// The user was disabled (or removed) meanwhile: nothing stored.
+    UserDisabled,
+}
+
+/// What a consume attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumed {
+    /// Consumed, and the successor stored.
+    Rotated,
+    /// Another request consumed it first, or it or its session was revoked: nothing changed.
+    NotLive,
+}
+
+/// What `revoke_session` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRevocation {
+    Revoked,
+    /// Already revoked, or unknown.
+    NotLive,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a session and, if given, its first refresh token, together, unless the user has
+    /// been disabled meanwhile: a login racing an offboarding never outlives it.
+    async fn add_session(
+        &self,
+        session: &Session,
+        first: Option<&NewRefreshToken>,
+    ) -> Result<SessionAdded, StoreError>;
+
+    /// A refresh token by (session id, digest), with its state and its session's.
+    async fn find_refresh_token(
+        &self,
+        session_id: uuid::Uuid,
+        digest: &[u8; 32],
+    ) -> Result<Option<RefreshTokenRecord>, StoreError>;
+
+    /// Rotation, in one transaction that locks the session: consumes the token (keeping its
+    /// successor sealed for the retry window) and stores the successor, only while the token
+    /// is unconsumed and unrevoked and the session unrevoked.
+    async fn consume_refresh_token(
+        &self,
+        digest: &[u8; 32],
+        successor: &NewRefreshToken,
+        successor_ciphertext: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Consumed, StoreError>;
+
+    /// Revokes a session and every refresh token in it, records a `session` revocation (for
+    /// the access tokens carrying its `sid`, until `access_tokens_expire_at`) and, if given, an
+    /// audit event: one transaction.
+    async fn revoke_session(
+        &self,
+        session_id: uuid::Uuid,
+        reason: &str,
+        now: OffsetDateTime,
+        access_tokens_expire_at: OffsetDateTime,
+        audit: Option<&AuditEvent>,
+    ) -> Result<SessionRevocation, StoreError>;
+}

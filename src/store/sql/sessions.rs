@@ -1,0 +1,145 @@
+//! The shared part of sessions and refresh tokens. Each backend provides `USER_ENABLED` (how a login waits for an offboarding in progress) and `consume` (rotation). Uses: model, rows.
+
+pub(crate) const INSERT: &str =
+    "insert into session (session_id, client_id, user_id, scope, created_at, expires_at)
+     values ($1, $2, $3, $4, $5, $6)";
+
+/// A token with its successor's state and scope, its session and the session's user.
+pub(crate) const FIND_REFRESH: &str = "select t.session_id, t.token_digest, t.scope, t.created_at, t.idle_expires_at, t.consumed_at,
+        t.revoked_at, t.successor_ciphertext,
+        coalesce((select n.consumed_at is null and n.revoked_at is null from refresh_token n
+                  where n.session_id = t.session_id and n.token_digest = t.successor_digest), false)
+            as successor_unused,
+        (select n.scope from refresh_token n
+         where n.session_id = t.session_id and n.token_digest = t.successor_digest) as successor_scope,
+        s.client_id, s.user_id, s.expires_at as session_expires_at,
+        s.revoked_at as session_revoked_at, u.disabled as user_disabled
+     from refresh_token t
+     join session s on s.session_id = t.session_id
+     join user_account u on u.user_id = s.user_id
+     where t.session_id = $1 and t.token_digest = $2";
+
+pub(crate) const REVOKE_SESSION: &str = "update session set revoked_at = $2, revoked_reason = $3 where session_id = $1 and revoked_at is null";
+
+/// Revokes a session's live tokens and erases every sealed successor in it.
+pub(crate) const REVOKE_SESSION_TOKENS: &str =
+    "update refresh_token set revoked_at = coalesce(revoked_at, $2), successor_ciphertext = null
+     where session_id = $1 and (revoked_at is null or successor_ciphertext is not null)";
+
+macro_rules! session_store {
+    ($store:ty) => {
+        const _: () = {
+            use time::OffsetDateTime;
+            use $crate::model::{
+                AuditEvent, NewRefreshToken, RefreshTokenRecord, RevocationKind, Session,
+            };
+            use $crate::store::rows::{DbTime, DbUuid, RefreshRow};
+            use $crate::store::sql::sessions as q;
+            use $crate::store::{
+                Consumed, SessionAdded, SessionRevocation, SessionStore, StoreError, topic,
+            };
+
+            #[async_trait::async_trait]
+            impl SessionStore for $store {
+                async fn add_session(
+                    &self,
+                    session: &Session,
+                    first: Option<&NewRefreshToken>,
+                ) -> Result<SessionAdded, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let enabled: Option<bool> = sqlx::query_scalar(Self::USER_ENABLED)
+                        .bind(DbUuid(session.user_id))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if enabled != Some(true) {
+                        return Ok(SessionAdded::UserDisabled);
+                    }
+                    sqlx::query(q::INSERT)
+                        .bind(DbUuid(session.session_id))
+                        .bind(&session.client_id)
+                        .bind(DbUuid(session.user_id))
+                        .bind(&session.scope)
+                        .bind(DbTime(session.created_at))
+                        .bind(DbTime(session.expires_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    if let Some(first) = first {
+                        Self::insert_refresh(&mut tx, first).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(SessionAdded::Added)
+                }
+
+                async fn find_refresh_token(
+                    &self,
+                    session_id: uuid::Uuid,
+                    digest: &[u8; 32],
+                ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+                    sqlx::query_as::<_, RefreshRow>(q::FIND_REFRESH)
+                        .bind(DbUuid(session_id))
+                        .bind(&digest[..])
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(RefreshTokenRecord::try_from)
+                        .transpose()
+                }
+
+                async fn consume_refresh_token(
+                    &self,
+                    digest: &[u8; 32],
+                    successor: &NewRefreshToken,
+                    successor_ciphertext: &[u8],
+                    now: OffsetDateTime,
+                ) -> Result<Consumed, StoreError> {
+                    self.consume(digest, successor, successor_ciphertext, now)
+                        .await
+                }
+
+                async fn revoke_session(
+                    &self,
+                    session_id: uuid::Uuid,
+                    reason: &str,
+                    now: OffsetDateTime,
+                    access_tokens_expire_at: OffsetDateTime,
+                    audit: Option<&AuditEvent>,
+                ) -> Result<SessionRevocation, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let revoked = sqlx::query(q::REVOKE_SESSION)
+                        .bind(DbUuid(session_id))
+                        .bind(DbTime(now))
+                        .bind(reason)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    sqlx::query(q::REVOKE_SESSION_TOKENS)
+                        .bind(DbUuid(session_id))
+                        .bind(DbTime(now))
+                        .execute(&mut *tx)
+                        .await?;
+                    if revoked == 1 {
+                        Self::insert_revocation(
+                            &mut tx,
+                            RevocationKind::Session,
+                            &session_id.to_string(),
+                            now,
+                            access_tokens_expire_at,
+                            audit.and_then(|a| a.actor.as_deref()),
+                        )
+                        .await?;
+                        Self::announce(&mut tx, topic::REVOCATIONS, now).await?;
+                    }
+                    if let Some(event) = audit {
+                        Self::insert_audit(&mut tx, event).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(if revoked == 1 {
+                        SessionRevocation::Revoked
+                    } else {
+                        SessionRevocation::NotLive
+                    })
+                }
+            }
+        };
+    };
+}
+pub(crate) use session_store;

@@ -1,0 +1,65 @@
+//! Sessions and refresh tokens on SQLite: the IMMEDIATE transaction orders logins, offboardings and rotations, and rotation runs as separate statements inside it. Uses: model.
+
+use time::OffsetDateTime;
+
+use super::SqliteStore;
+use crate::model::NewRefreshToken;
+use crate::store::rows::{DbTime, DbUuid};
+use crate::store::sql::sessions::session_store;
+use crate::store::{Consumed, StoreError};
+
+const SESSION_LIVE: &str = "select revoked_at is null from session where session_id = $1";
+
+const CONSUME: &str =
+    "update refresh_token set consumed_at = $3, successor_digest = $4, successor_ciphertext = $5
+     where session_id = $1 and token_digest = $2 and consumed_at is null and revoked_at is null";
+
+/// The predecessor's sealed successor (the presented token) is used now: erase it.
+const ERASE_SPENT: &str = "update refresh_token set successor_ciphertext = null
+     where session_id = $1 and successor_digest = $2 and successor_ciphertext is not null";
+
+impl SqliteStore {
+    /// The write lock orders a login after an offboarding in progress.
+    const USER_ENABLED: &str = "select not disabled from user_account where user_id = $1";
+
+    async fn consume(
+        &self,
+        digest: &[u8; 32],
+        successor: &NewRefreshToken,
+        successor_ciphertext: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Consumed, StoreError> {
+        // IMMEDIATE: the write lock first, so concurrent rotations queue instead of deadlocking.
+        let mut tx = self.begin_write().await?;
+        let session_id = DbUuid(successor.session_id);
+        let live: Option<bool> = sqlx::query_scalar(SESSION_LIVE)
+            .bind(session_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if live != Some(true) {
+            return Ok(Consumed::NotLive);
+        }
+        let consumed = sqlx::query(CONSUME)
+            .bind(session_id)
+            .bind(&digest[..])
+            .bind(DbTime(now))
+            .bind(&successor.token_digest[..])
+            .bind(successor_ciphertext)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if consumed != 1 {
+            return Ok(Consumed::NotLive);
+        }
+        sqlx::query(ERASE_SPENT)
+            .bind(session_id)
+            .bind(&digest[..])
+            .execute(&mut *tx)
+            .await?;
+        Self::insert_refresh(&mut tx, successor).await?;
+        tx.commit().await?;
+        Ok(Consumed::Rotated)
+    }
+}
+
+session_store!(SqliteStore);
