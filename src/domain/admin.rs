@@ -503,3 +503,72 @@ fn dedup(items: Vec<String>) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_1_to_128_unreserved_characters() {
+        for id in ["a", "web", "cl_AbC-09.~", &"x".repeat(128)] {
+            assert!(valid_client_id(id), "{id:?}");
+        }
+        let too_long = "x".repeat(129);
+        for id in [
+            "",
+            too_long.as_str(),
+            "with space",
+            "a/b",
+            "a:b",
+            "a%20b",
+            "a+b",
+            "é",
+            "a\u{0}b",
+            "a@b",
+        ] {
+            assert!(!valid_client_id(id), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_8_characters_to_1024_bytes() {
+        assert!(check_password("1234567").is_err());
+        assert!(check_password("12345678").is_ok());
+        assert!(check_password("").is_err());
+        // Characters are counted, not bytes: seven two-byte characters are too few...
+        assert!(check_password(&"é".repeat(7)).is_err());
+        // ...and eight are enough.
+        assert!(check_password(&"é".repeat(8)).is_ok());
+        // The upper bound is in bytes, so hashing work stays bounded.
+        assert!(check_password(&"a".repeat(1024)).is_ok());
+        assert!(check_password(&"a".repeat(1025)).is_err());
+        assert!(check_password(&"é".repeat(512)).is_ok());
+        assert!(check_password(&format!("{}a", "é".repeat(512))).is_err());
+    }
+
+    #[test]
+    fn a_refused_password_names_the_field_and_the_rule() {
+        let short = check_password("short").unwrap_err();
+        assert!(
+            matches!(&short, Error::InvalidRequest(text) if text == "password: at least 8 characters"),
+            "{short:?}"
+        );
+        let long = check_password(&"a".repeat(2000)).unwrap_err();
+        assert!(
+            matches!(&long, Error::InvalidRequest(text) if text == "password: at most 1024 bytes"),
+            "{long:?}"
+        );
+    }
+
+    #[test]
+    fn duplicates_collapse_keeping_the_first_order() {
+        let items = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            dedup(items(&["write", "read", "write", "admin", "read"])),
+            items(&["write", "read", "admin"])
+        );
+        assert_eq!(dedup(Vec::new()), Vec::<String>::new());
+        // Exact comparison: case and spelling variants are distinct entries.
+        assert_eq!(dedup(items(&["Read", "read"])), items(&["Read", "read"]));
+    }
+}

@@ -139,3 +139,70 @@ impl Issuer {
         Ok(client)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::GrantType;
+
+    fn client(client_id: &str, scopes: &[&str], is_admin: bool) -> Client {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        Client {
+            client_id: client_id.into(),
+            name: None,
+            secret: ClientSecretHash::Digest([7; 32]),
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            audiences: vec!["https://api".into()],
+            is_admin,
+            can_introspect: false,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn registry(version: i64, clients: Vec<Client>) -> ClientRegistry {
+        let map = clients
+            .into_iter()
+            .map(|c| (c.client_id.clone(), Arc::new(c)))
+            .collect();
+        ClientRegistry {
+            clients: RwLock::new((version, Arc::new(map))),
+        }
+    }
+
+    #[test]
+    fn scopes_supported_are_every_clients_scopes_sorted_once() {
+        let registry = registry(
+            3,
+            vec![
+                client("a", &["write", "read"], false),
+                client("b", &["read", "admin:keys"], true),
+                client("c", &[], false),
+            ],
+        );
+        assert_eq!(registry.scopes(), ["admin:keys", "read", "write"]);
+        assert!(registry_without_clients().scopes().is_empty());
+    }
+
+    fn registry_without_clients() -> ClientRegistry {
+        registry(0, Vec::new())
+    }
+
+    #[test]
+    fn clients_are_found_by_exact_id() {
+        let registry = registry(7, vec![client("web", &["read"], false)]);
+        assert_eq!(registry.get("web").unwrap().client_id, "web");
+        assert!(registry.get("WEB").is_none());
+        assert!(registry.get("").is_none());
+        assert_eq!(registry.version(), 7);
+    }
+
+    #[test]
+    fn an_admin_is_any_client_flagged_admin() {
+        assert!(!registry_without_clients().any_admin());
+        assert!(!registry(1, vec![client("web", &[], false)]).any_admin());
+        assert!(registry(1, vec![client("web", &[], false), client("ops", &[], true)]).any_admin());
+    }
+}

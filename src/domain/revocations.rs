@@ -124,3 +124,144 @@ fn merge_cutoff(map: &mut HashMap<String, (i64, i64)>, key: String, cutoff: i64,
     entry.0 = entry.0.max(cutoff);
     entry.1 = entry.1.max(until);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(sub: &str, client_id: &str, sid: Option<&str>, iat: i64) -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: "https://issuer".into(),
+            sub: sub.into(),
+            aud: "https://api".into(),
+            exp: iat + 300,
+            iat,
+            jti: format!("jti-{sub}-{iat}"),
+            client_id: client_id.into(),
+            scope: None,
+            sid: sid.map(str::to_owned),
+            nbf: None,
+        }
+    }
+
+    fn state_with(fill: impl FnOnce(&mut State)) -> RevocationState {
+        let state = RevocationState::default();
+        fill(&mut state.state.write().unwrap());
+        state
+    }
+
+    #[test]
+    fn nothing_is_revoked_in_an_empty_state() {
+        let state = RevocationState::default();
+        assert!(!state.is_revoked(&claims("alice", "web", Some("s1"), 100)));
+        assert_eq!(state.revoked_jtis(), 0);
+    }
+
+    #[test]
+    fn a_revoked_jti_revokes_that_token_only() {
+        let token = claims("alice", "web", None, 100);
+        let state = state_with(|s| {
+            s.jtis.insert(token.jti.clone(), 400);
+        });
+        assert!(state.is_revoked(&token));
+        assert!(!state.is_revoked(&claims("alice", "web", None, 101)));
+        assert_eq!(state.revoked_jtis(), 1);
+    }
+
+    #[test]
+    fn a_revoked_session_revokes_the_tokens_carrying_its_sid() {
+        let state = state_with(|s| {
+            s.sessions.insert("s1".into(), 400);
+        });
+        assert!(state.is_revoked(&claims("alice", "web", Some("s1"), 100)));
+        assert!(!state.is_revoked(&claims("alice", "web", Some("s2"), 100)));
+        // A token without a session (client credentials) is not in any session.
+        assert!(!state.is_revoked(&claims("alice", "web", None, 100)));
+        // The sid is matched, not the subject or the client.
+        assert!(!state.is_revoked(&claims("s1", "s1", None, 100)));
+    }
+
+    #[test]
+    fn a_subject_cutoff_revokes_tokens_issued_at_or_before_it() {
+        let state = state_with(|s| {
+            s.subjects.insert("alice".into(), (100, 400));
+        });
+        assert!(state.is_revoked(&claims("alice", "web", None, 99)));
+        assert!(state.is_revoked(&claims("alice", "web", None, 100)));
+        assert!(!state.is_revoked(&claims("alice", "web", None, 101)));
+        assert!(!state.is_revoked(&claims("bob", "web", None, 99)));
+        // A subject cut-off does not apply to a client of the same name.
+        assert!(!state.is_revoked(&claims("bob", "alice", None, 99)));
+    }
+
+    #[test]
+    fn a_client_cutoff_revokes_the_clients_tokens_issued_at_or_before_it() {
+        let state = state_with(|s| {
+            s.clients.insert("web".into(), (100, 400));
+        });
+        assert!(state.is_revoked(&claims("alice", "web", Some("s1"), 100)));
+        assert!(state.is_revoked(&claims("bob", "web", None, 50)));
+        assert!(!state.is_revoked(&claims("alice", "web", None, 101)));
+        assert!(!state.is_revoked(&claims("alice", "other", None, 50)));
+        assert!(!state.is_revoked(&claims("web", "other", None, 50)));
+    }
+
+    #[test]
+    fn cutoffs_only_move_later() {
+        let mut map = HashMap::new();
+        merge_cutoff(&mut map, "alice".into(), 100, 400);
+        assert_eq!(map["alice"], (100, 400));
+        merge_cutoff(&mut map, "alice".into(), 200, 500);
+        assert_eq!(map["alice"], (200, 500));
+        // An older entry, loaded later, neither lowers the cut-off nor shortens its life.
+        merge_cutoff(&mut map, "alice".into(), 150, 450);
+        assert_eq!(map["alice"], (200, 500));
+        // Each part is the latest of its own.
+        merge_cutoff(&mut map, "alice".into(), 50, 900);
+        assert_eq!(map["alice"], (200, 900));
+        merge_cutoff(&mut map, "bob".into(), 10, 20);
+        assert_eq!(map.len(), 2);
+        assert_eq!(map["bob"], (10, 20));
+    }
+
+    #[test]
+    fn pruning_drops_what_has_expired_at_most_once_a_minute() {
+        let at = |unix: i64| OffsetDateTime::from_unix_timestamp(unix).unwrap();
+        let state = state_with(|s| {
+            s.jtis.insert("old".into(), 1_000);
+            s.jtis.insert("new".into(), 2_000);
+            s.sessions.insert("old".into(), 1_000);
+            s.sessions.insert("new".into(), 2_000);
+            s.subjects.insert("old".into(), (500, 1_000));
+            s.subjects.insert("new".into(), (500, 2_000));
+            s.clients.insert("old".into(), (500, 1_000));
+            s.clients.insert("new".into(), (500, 2_000));
+        });
+        let sizes = |state: &RevocationState| {
+            let s = state.state.read().unwrap();
+            [
+                s.jtis.len(),
+                s.sessions.len(),
+                s.subjects.len(),
+                s.clients.len(),
+            ]
+        };
+        state.prune(at(999));
+        assert_eq!(sizes(&state), [2, 2, 2, 2]);
+        // Within a minute of the last pass, nothing is walked, expired or not.
+        state.prune(at(1_030));
+        assert_eq!(sizes(&state), [2, 2, 2, 2]);
+        // A minute on, the expired entries go from every map, the others stay.
+        state.prune(at(1_059));
+        assert_eq!(sizes(&state), [1, 1, 1, 1]);
+        {
+            let s = state.state.read().unwrap();
+            assert!(s.jtis.contains_key("new") && s.sessions.contains_key("new"));
+            assert!(s.subjects.contains_key("new") && s.clients.contains_key("new"));
+        }
+        // An entry is of use until, not at, its expiry.
+        state.prune(at(2_000));
+        assert_eq!(sizes(&state), [0, 0, 0, 0]);
+        assert_eq!(state.revoked_jtis(), 0);
+    }
+}

@@ -134,3 +134,134 @@ impl Throttle {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::MockClock;
+
+    /// The back-off lives in `Throttle::failure`, which counts in the store: these tests run it
+    /// on a throwaway SQLite file.
+    async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        let url = format!("sqlite://{}", dir.path().join("throttle.db").display());
+        let config = crate::config::Settings::default()
+            .set("database_url", url)
+            .validate()
+            .unwrap();
+        let store = crate::store::connect(&config.database).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// The Retry-After a check answers, if it refuses.
+    fn retry_after(checked: Result<(), Error>) -> Option<u64> {
+        match checked {
+            Ok(()) => None,
+            Err(Error::Throttled {
+                retry_after_seconds,
+            }) => Some(retry_after_seconds),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn users_and_clients_of_one_name_are_throttled_apart() {
+        assert_ne!(Subject::User("web").key(), Subject::Client("web").key());
+        assert_eq!(Subject::User("alice").key(), Subject::User("alice").key());
+        assert_ne!(Subject::User("alice").key(), Subject::User("bob").key());
+        // Only a digest reaches the table, never the name.
+        assert_eq!(Subject::User("alice").key(), sha256(b"user:alice"));
+        assert_eq!(Subject::Client("web").key(), sha256(b"client:web"));
+    }
+
+    #[tokio::test]
+    async fn blocks_start_at_the_fifth_failure_and_double_up_to_15_minutes() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(MockClock::starting_now());
+        let throttle = Throttle::new(store(&dir).await, clock.clone());
+        let alice = Subject::User("alice");
+        for _ in 0..4 {
+            throttle.failure(alice).await.unwrap();
+            assert_eq!(retry_after(throttle.check(alice).await), None);
+        }
+        for seconds in [30, 60, 120, 240, 480, 900, 900] {
+            throttle.failure(alice).await.unwrap();
+            assert_eq!(retry_after(throttle.check(alice).await), Some(seconds));
+        }
+        // However many failures follow, the block stays capped.
+        for _ in 0..30 {
+            throttle.failure(alice).await.unwrap();
+        }
+        assert_eq!(retry_after(throttle.check(alice).await), Some(900));
+        assert_eq!(
+            retry_after(throttle.check(Subject::User("bob")).await),
+            None
+        );
+        // The block ends when it says, and Retry-After never says 0 before then.
+        clock.advance(time::Duration::milliseconds(899_500));
+        assert_eq!(retry_after(throttle.check(alice).await), Some(1));
+        clock.advance(time::Duration::milliseconds(500));
+        assert_eq!(retry_after(throttle.check(alice).await), None);
+        // A success forgets: the count starts again.
+        throttle.success(alice).await.unwrap();
+        for _ in 0..4 {
+            throttle.failure(alice).await.unwrap();
+        }
+        assert_eq!(retry_after(throttle.check(alice).await), None);
+    }
+
+    #[tokio::test]
+    async fn failures_count_within_a_15_minute_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(MockClock::starting_now());
+        let throttle = Throttle::new(store(&dir).await, clock.clone());
+        let alice = Subject::User("alice");
+        for _ in 0..4 {
+            throttle.failure(alice).await.unwrap();
+        }
+        clock.advance(time::Duration::try_from(WINDOW).unwrap() + time::Duration::seconds(1));
+        // A new window: four more failures are still no block, the fifth is.
+        for _ in 0..4 {
+            throttle.failure(alice).await.unwrap();
+            assert_eq!(retry_after(throttle.check(alice).await), None);
+        }
+        throttle.failure(alice).await.unwrap();
+        assert_eq!(retry_after(throttle.check(alice).await), Some(30));
+    }
+
+    #[tokio::test]
+    async fn blocks_are_shared_through_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let clock = Arc::new(MockClock::starting_now());
+        let here = Throttle::new(Arc::clone(&store), clock.clone());
+        let there = Throttle::new(store, clock.clone());
+        let web = Subject::Client("web");
+        for _ in 0..5 {
+            here.failure(web).await.unwrap();
+        }
+        assert_eq!(retry_after(here.check(web).await), Some(30));
+        // Clients are checked against the mirror: another instance sees the block once it
+        // reloads.
+        assert_eq!(retry_after(there.check(web).await), None);
+        there.refresh().await.unwrap();
+        assert_eq!(retry_after(there.check(web).await), Some(30));
+        assert_eq!(
+            retry_after(there.check(Subject::Client("other")).await),
+            None
+        );
+        // Users are checked in the database: every instance sees a block at once.
+        let alice = Subject::User("alice");
+        for _ in 0..5 {
+            here.failure(alice).await.unwrap();
+        }
+        assert_eq!(retry_after(there.check(alice).await), Some(30));
+        // A success clears the database, and the mirrors as they reload.
+        here.success(web).await.unwrap();
+        assert_eq!(retry_after(here.check(web).await), None);
+        there.refresh().await.unwrap();
+        assert_eq!(retry_after(there.check(web).await), None);
+        there.success(alice).await.unwrap();
+        assert_eq!(retry_after(here.check(alice).await), None);
+    }
+}

@@ -281,3 +281,195 @@ mod tests {
         assert!(!is_scope_token(""));
     }
 }
+
+#[cfg(test)]
+mod scope_and_audience_tests {
+    use super::*;
+    use crate::model::ClientSecretHash;
+
+    fn client(scopes: &[&str], audiences: &[&str]) -> Client {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        Client {
+            client_id: "web".into(),
+            name: None,
+            secret: ClientSecretHash::Digest([7; 32]),
+            grant_types: vec![GrantType::ClientCredentials, GrantType::Password],
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            audiences: audiences.iter().map(|s| s.to_string()).collect(),
+            is_admin: false,
+            can_introspect: false,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn target<'a>(resource: Option<&'a str>, audience: Option<&'a str>) -> Target<'a> {
+        Target { resource, audience }
+    }
+
+    #[test]
+    fn without_a_request_the_client_gets_every_scope_it_may_have() {
+        let web = client(&["write", "read", "admin:keys"], &["https://api"]);
+        assert_eq!(granted_scope(&web, None).unwrap(), "write read admin:keys");
+        assert_eq!(
+            granted_scope(&client(&[], &["https://api"]), None).unwrap(),
+            ""
+        );
+    }
+
+    #[test]
+    fn a_requested_scope_is_a_subset_in_request_order_without_duplicates() {
+        let web = client(&["read", "write", "admin"], &["https://api"]);
+        assert_eq!(
+            granted_scope(&web, Some("write read")).unwrap(),
+            "write read"
+        );
+        assert_eq!(
+            granted_scope(&web, Some("read read write read")).unwrap(),
+            "read write"
+        );
+        // Separators are single spaces; empty tokens between them are ignored.
+        assert_eq!(
+            granted_scope(&web, Some("  read   write ")).unwrap(),
+            "read write"
+        );
+        // An empty request asks for nothing and gets nothing.
+        assert_eq!(granted_scope(&web, Some("")).unwrap(), "");
+    }
+
+    #[test]
+    fn a_scope_the_client_may_not_have_is_refused_whole() {
+        let web = client(&["read", "write"], &["https://api"]);
+        for requested in [
+            "delete",
+            "read delete",
+            "READ",
+            "read\twrite",
+            "rea",
+            "read,write",
+        ] {
+            assert!(
+                matches!(
+                    granted_scope(&web, Some(requested)),
+                    Err(Error::InvalidScope)
+                ),
+                "{requested:?}"
+            );
+        }
+        // Even a registered scope is refused if it is no scope token (registration forbids it).
+        let odd = client(&["a\"b"], &["https://api"]);
+        assert!(matches!(
+            granted_scope(&odd, Some("a\"b")),
+            Err(Error::InvalidScope)
+        ));
+    }
+
+    #[test]
+    fn scope_token_characters_are_exactly_rfc6749s() {
+        for b in 0u8..=0x7f {
+            let allowed = b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b);
+            let token = (b as char).to_string();
+            assert_eq!(is_scope_token(&token), allowed, "byte {b:#04x}");
+        }
+        assert!(is_scope_token("!#[]~"));
+        assert!(!is_scope_token("read write"));
+    }
+
+    #[test]
+    fn a_refresh_may_narrow_the_scope_but_never_widen_it() {
+        assert_eq!(narrowed_scope("read write", None).unwrap(), "read write");
+        assert_eq!(
+            narrowed_scope("read write", Some("write")).unwrap(),
+            "write"
+        );
+        assert_eq!(
+            narrowed_scope("read write", Some("write read write")).unwrap(),
+            "write read"
+        );
+        assert_eq!(narrowed_scope("read write", Some(" ")).unwrap(), "");
+        for requested in ["admin", "read admin", "Read"] {
+            assert!(
+                matches!(
+                    narrowed_scope("read write", Some(requested)),
+                    Err(Error::InvalidScope)
+                ),
+                "{requested:?}"
+            );
+        }
+        // An empty grant cannot be widened to anything.
+        assert!(matches!(
+            narrowed_scope("", Some("read")),
+            Err(Error::InvalidScope)
+        ));
+        assert_eq!(narrowed_scope("", None).unwrap(), "");
+    }
+
+    #[test]
+    fn the_audience_defaults_to_the_clients_first() {
+        let web = client(&[], &["https://api", "https://other"]);
+        assert_eq!(audience(&web, target(None, None)).unwrap(), "https://api");
+    }
+
+    #[test]
+    fn resource_and_audience_both_name_an_allowed_audience() {
+        let web = client(&[], &["https://api", "https://other"]);
+        assert_eq!(
+            audience(&web, target(Some("https://other"), None)).unwrap(),
+            "https://other"
+        );
+        assert_eq!(
+            audience(&web, target(None, Some("https://other"))).unwrap(),
+            "https://other"
+        );
+        assert!(matches!(
+            audience(&web, target(Some("https://api"), Some("https://api"))),
+            Err(Error::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn an_audience_must_match_exactly() {
+        let web = client(&[], &["https://api"]);
+        for wanted in [
+            "https://api/",
+            "HTTPS://API",
+            "https://api.evil",
+            "",
+            "https://other",
+        ] {
+            assert!(
+                matches!(
+                    audience(&web, target(Some(wanted), None)),
+                    Err(Error::InvalidTarget)
+                ),
+                "{wanted:?}"
+            );
+            assert!(
+                matches!(
+                    audience(&web, target(None, Some(wanted))),
+                    Err(Error::InvalidTarget)
+                ),
+                "{wanted:?}"
+            );
+        }
+        // A client without audiences gets none by default either.
+        let none = client(&[], &[]);
+        assert!(matches!(
+            audience(&none, target(None, None)),
+            Err(Error::InvalidTarget)
+        ));
+    }
+
+    #[test]
+    fn grants_and_publicness_come_from_the_registration() {
+        let mut web = client(&[], &["https://api"]);
+        assert!(web.allows(GrantType::Password));
+        assert!(!web.allows(GrantType::RefreshToken));
+        assert!(!web.is_public());
+        web.secret = ClientSecretHash::None;
+        assert!(web.is_public());
+        web.secret = ClientSecretHash::Phc("$argon2id$x".into());
+        assert!(!web.is_public());
+    }
+}

@@ -9,4 +9,5 @@ mod operations;
 mod refresh;
 mod revoke;
 mod storage;
+mod store_contract;
 mod token;

@@ -1,0 +1,384 @@
+//! Sessions and their refresh tokens: a login stores both, a rotation consumes a token once
+//! and stores its successor, a revocation ends the whole family.
+
+use std::sync::Arc;
+
+use tessera::model::{AuditFilter, NewRefreshToken, RevocationKind, Session};
+
+use super::{Fixture, audit, digest, secs, session, t0, token};
+use crate::both_backends;
+use crate::helpers::Backend;
+
+/// Rows of `table` belonging to `session`, matching `condition`.
+async fn rows(fx: &Fixture, table: &str, session: &Session, condition: &str) -> i64 {
+    fx.count(&format!(
+        "select count(*) from {table} where session_id = '{}' and {condition}",
+        session.session_id
+    ))
+    .await
+}
+
+async fn a_session_is_added_with_its_first_token(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let now = t0();
+    let session = session(&client, &user, now);
+    let added = fx
+        .store()
+        .add_session(&session, Some(&token(&session, 1, now)))
+        .await
+        .unwrap();
+    assert!(added);
+    assert_eq!(
+        rows(&fx, "session", &session, "revoked_at is null").await,
+        1
+    );
+    assert_eq!(rows(&fx, "refresh_token", &session, "true").await, 1);
+    let found = fx
+        .store()
+        .find_refresh_token(session.session_id, &digest(1))
+        .await
+        .unwrap()
+        .expect("the first token");
+    assert_eq!(found.session_id, session.session_id);
+    assert_eq!(found.scope, "read write");
+}
+
+async fn a_session_may_start_without_a_token(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let session = session(&client, &user, t0());
+    let added = fx.store().add_session(&session, None).await.unwrap();
+    assert!(added);
+    assert_eq!(rows(&fx, "session", &session, "true").await, 1);
+    assert_eq!(fx.count("select count(*) from refresh_token").await, 0);
+    // The same id twice is refused by the database, not silently merged.
+    let again = fx.store().add_session(&session, None).await;
+    assert!(again.is_err());
+    assert_eq!(fx.count("select count(*) from session").await, 1);
+}
+
+async fn a_disabled_or_unknown_user_gets_no_session(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, alice) = fx.principal("web", "alice").await;
+    let now = t0();
+    fx.store()
+        .update_user(alice.user_id, Some(true), None, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = session(&client, &alice, now);
+    let added = fx
+        .store()
+        .add_session(&refused, Some(&token(&refused, 1, now)))
+        .await
+        .unwrap();
+    assert!(!added);
+    let ghost = super::user("ghost", now);
+    let unknown = session(&client, &ghost, now);
+    let added = fx
+        .store()
+        .add_session(&unknown, Some(&token(&unknown, 2, now)))
+        .await
+        .unwrap();
+    assert!(!added);
+    assert_eq!(fx.count("select count(*) from session").await, 0);
+    assert_eq!(fx.count("select count(*) from refresh_token").await, 0);
+    // Enabled again, the user logs in.
+    fx.store()
+        .update_user(alice.user_id, Some(false), None, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let added = fx
+        .store()
+        .add_session(&refused, Some(&token(&refused, 1, now)))
+        .await
+        .unwrap();
+    assert!(added);
+}
+
+async fn refresh_tokens_are_found_by_session_and_digest(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let now = t0();
+    let first = fx.session(&client, &user, 1, now).await;
+    let second = fx.session(&client, &user, 2, now).await;
+    let store = fx.store();
+    assert!(
+        store
+            .find_refresh_token(first.session_id, &digest(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A digest is only found in its own session.
+    assert!(
+        store
+            .find_refresh_token(first.session_id, &digest(2))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_refresh_token(second.session_id, &digest(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_refresh_token(uuid::Uuid::new_v4(), &digest(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Rotates `from` into a successor with digest `to`, scope `scope`.
+async fn consume(
+    fx: &Fixture,
+    session: &Session,
+    from: u8,
+    to: u8,
+    at: time::OffsetDateTime,
+) -> bool {
+    let successor = token(session, to, at);
+    fx.store()
+        .consume_refresh_token(&digest(from), &successor, &[to; 16], at)
+        .await
+        .unwrap()
+}
+
+async fn a_token_is_consumed_once(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let now = t0();
+    let session = fx.session(&client, &user, 1, now).await;
+    let store = fx.store();
+
+    // A narrowed successor keeps its own scope.
+    let narrowed = NewRefreshToken {
+        scope: "read".into(),
+        ..token(&session, 2, now + secs(1))
+    };
+    let rotated = store
+        .consume_refresh_token(&digest(1), &narrowed, b"sealed 2", now + secs(1))
+        .await
+        .unwrap();
+    assert!(rotated);
+    let successor = store
+        .find_refresh_token(session.session_id, &digest(2))
+        .await
+        .unwrap()
+        .expect("the successor is stored");
+    assert_eq!(successor.scope, "read");
+    assert_eq!(successor.session_id, session.session_id);
+    assert_eq!(rows(&fx, "refresh_token", &session, "true").await, 2);
+    assert_eq!(
+        rows(&fx, "refresh_token", &session, "consumed_at is not null").await,
+        1
+    );
+
+    // The same token again (a replay, or the loser of a race): nothing changes.
+    let rotated = consume(&fx, &session, 1, 3, now + secs(2)).await;
+    assert!(!rotated);
+    assert!(
+        store
+            .find_refresh_token(session.session_id, &digest(3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(rows(&fx, "refresh_token", &session, "true").await, 2);
+
+    // The successor rotates in turn, once.
+    let rotated = consume(&fx, &session, 2, 4, now + secs(3)).await;
+    assert!(rotated);
+    let rotated = consume(&fx, &session, 2, 5, now + secs(4)).await;
+    assert!(!rotated);
+    assert_eq!(rows(&fx, "refresh_token", &session, "true").await, 3);
+    assert_eq!(
+        rows(
+            &fx,
+            "refresh_token",
+            &session,
+            "consumed_at is null and revoked_at is null"
+        )
+        .await,
+        1
+    );
+
+    // A digest that is no token of this session.
+    let rotated = consume(&fx, &session, 9, 6, now + secs(5)).await;
+    assert!(!rotated);
+    assert_eq!(rows(&fx, "refresh_token", &session, "true").await, 3);
+}
+
+async fn a_revoked_session_consumes_nothing(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let now = t0();
+    let session = fx.session(&client, &user, 1, now).await;
+    let revoked = fx
+        .store()
+        .revoke_session(session.session_id, "logout", now, now + secs(300), None)
+        .await
+        .unwrap();
+    assert!(revoked);
+    let rotated = consume(&fx, &session, 1, 2, now + secs(1)).await;
+    assert!(!rotated);
+    assert!(
+        fx.store()
+            .find_refresh_token(session.session_id, &digest(2))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(rows(&fx, "refresh_token", &session, "true").await, 1);
+    assert_eq!(
+        rows(&fx, "refresh_token", &session, "consumed_at is null").await,
+        1
+    );
+}
+
+async fn a_session_is_revoked_once(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let now = t0();
+    let session = fx.session(&client, &user, 1, now).await;
+    let bystander = fx.session(&client, &user, 7, now).await;
+    let rotated = consume(&fx, &session, 1, 2, now + secs(1)).await;
+    assert!(rotated);
+    let mut event = audit("session_revoked", now + secs(2));
+    event.session_id = Some(session.session_id);
+    let expires = now + secs(600);
+    let revoked = fx
+        .store()
+        .revoke_session(
+            session.session_id,
+            "logout",
+            now + secs(2),
+            expires,
+            Some(&event),
+        )
+        .await
+        .unwrap();
+    assert!(revoked);
+    assert_eq!(
+        rows(&fx, "session", &session, "revoked_at is not null").await,
+        1
+    );
+    // Every token of the family is revoked, consumed or not, and no sealed successor is kept.
+    assert_eq!(
+        rows(&fx, "refresh_token", &session, "revoked_at is not null").await,
+        2
+    );
+    assert_eq!(
+        rows(
+            &fx,
+            "refresh_token",
+            &session,
+            "successor_ciphertext is not null"
+        )
+        .await,
+        0
+    );
+    let revocations = fx
+        .store()
+        .list_revocations(0, now + secs(2), 100)
+        .await
+        .unwrap();
+    assert_eq!(revocations.len(), 1);
+    assert_eq!(revocations[0].kind, RevocationKind::Session);
+    assert_eq!(revocations[0].value, session.session_id.to_string());
+    assert_eq!(revocations[0].revoked_at, now + secs(2));
+    assert_eq!(revocations[0].expires_at, expires);
+    let events = fx
+        .store()
+        .list_audit(&AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "session_revoked");
+    assert_eq!(
+        events[0].session_id.as_deref(),
+        Some(session.session_id.to_string().as_str())
+    );
+
+    // Again: nothing more is revoked or recorded.
+    let revoked = fx
+        .store()
+        .revoke_session(session.session_id, "logout", now + secs(3), expires, None)
+        .await
+        .unwrap();
+    assert!(!revoked);
+    assert_eq!(fx.count("select count(*) from revocation").await, 1);
+    // Unknown sessions are not revoked either.
+    let revoked = fx
+        .store()
+        .revoke_session(uuid::Uuid::new_v4(), "logout", now, expires, None)
+        .await
+        .unwrap();
+    assert!(!revoked);
+    assert_eq!(fx.count("select count(*) from revocation").await, 1);
+
+    // The user's other session is untouched.
+    assert_eq!(
+        rows(&fx, "session", &bystander, "revoked_at is null").await,
+        1
+    );
+    let rotated = consume(&fx, &bystander, 7, 8, now + secs(4)).await;
+    assert!(rotated);
+}
+
+/// Many requests present one token at once: exactly one rotation happens.
+async fn concurrent_consumes_have_one_winner(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let now = t0();
+    let session = fx.session(&client, &user, 1, now).await;
+    let tasks: Vec<_> = (0..16u8)
+        .map(|i| {
+            let store = Arc::clone(&fx.store);
+            let successor = token(&session, 100 + i, now + secs(1));
+            tokio::spawn(async move {
+                store
+                    .consume_refresh_token(&digest(1), &successor, &[i; 16], now + secs(1))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|rotated| **rotated).count(), 1);
+    let winner = outcomes.iter().position(|rotated| *rotated).unwrap();
+    assert_eq!(rows(&fx, "refresh_token", &session, "true").await, 2);
+    // The winner's successor is the one stored.
+    for i in 0..16u8 {
+        let found = fx
+            .store()
+            .find_refresh_token(session.session_id, &digest(100 + i))
+            .await
+            .unwrap();
+        assert_eq!(found.is_some(), usize::from(i) == winner, "successor {i}");
+    }
+}
+
+both_backends!(
+    a_session_is_added_with_its_first_token,
+    a_session_may_start_without_a_token,
+    a_disabled_or_unknown_user_gets_no_session,
+    refresh_tokens_are_found_by_session_and_digest,
+    a_token_is_consumed_once,
+    a_revoked_session_consumes_nothing,
+    a_session_is_revoked_once,
+    concurrent_consumes_have_one_winner,
+);
