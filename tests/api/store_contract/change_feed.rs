@@ -10,6 +10,7 @@ use tessera::store::{ChangeListener, topic};
 use super::{Fixture, audit, client, secs, signing_key, t0, token, user};
 use crate::both_backends;
 use crate::helpers::Backend;
+use tessera::store::{Consumed, KeyRotation, KeysAdded, SessionAdded, Update};
 
 type Versions = BTreeMap<String, i64>;
 
@@ -306,12 +307,12 @@ async fn user_session_audit_and_throttle_writes_announce_nothing(backend: Backen
         .add_session(&session, Some(&token(&session, 1, now)))
         .await
         .unwrap();
-    assert!(added);
+    assert_eq!(added, SessionAdded::Added);
     let rotated = store
         .consume_refresh_token(&super::digest(1), &token(&session, 2, now), b"sealed", now)
         .await
         .unwrap();
-    assert!(rotated);
+    assert_eq!(rotated, Consumed::Rotated);
     store
         .add_audit_event(&audit("login_failed", now))
         .await
@@ -350,7 +351,7 @@ async fn a_listener_hears_each_topic(backend: Backend) {
         .add_initial_signing_keys(&signing_key("a"), &signing_key("b"), now)
         .await
         .unwrap();
-    assert!(added);
+    assert_eq!(added, KeysAdded::Added);
     assert_eq!(hear(&mut listener).await, topic::KEYS);
     store
         .add_revocation(
@@ -382,9 +383,9 @@ async fn a_listener_hears_each_topic(backend: Backend) {
         .rotate_signing_keys("zz", &signing_key("c"), now)
         .await
         .unwrap();
-    assert!(!rotated);
+    assert_eq!(rotated, KeyRotation::Skipped);
     let updated = store.set_client_disabled("web", false, now).await.unwrap();
-    assert!(updated);
+    assert_eq!(updated, Update::Done);
     assert_eq!(hear(&mut listener).await, topic::CLIENTS);
 }
 

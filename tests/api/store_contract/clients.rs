@@ -6,6 +6,7 @@ use tessera::store::StoreError;
 use super::{Fixture, client, secs, t0};
 use crate::both_backends;
 use crate::helpers::Backend;
+use tessera::store::Update;
 
 /// Every stored field of `actual` equals `expected`'s.
 fn assert_same(actual: &Client, expected: &Client) {
@@ -73,12 +74,12 @@ async fn unknown_clients_are_not_found(backend: Backend) {
         .update_client_secret("nobody", &ClientSecretHash::Digest([9; 32]), t0())
         .await
         .unwrap();
-    assert!(!updated);
+    assert_eq!(updated, Update::NotFound);
     let updated = store
         .set_client_disabled("nobody", true, t0())
         .await
         .unwrap();
-    assert!(!updated);
+    assert_eq!(updated, Update::NotFound);
     assert_eq!(fx.count("select count(*) from client").await, 1);
 }
 
@@ -110,7 +111,7 @@ async fn a_new_secret_replaces_the_old(backend: Backend) {
         .update_client_secret("web", &ClientSecretHash::Digest([9; 32]), later)
         .await
         .unwrap();
-    assert!(updated);
+    assert_eq!(updated, Update::Done);
     let web = store.find_client("web").await.unwrap().unwrap();
     assert_eq!(web.secret, ClientSecretHash::Digest([9; 32]));
     assert_eq!(web.updated_at, later);
@@ -121,7 +122,7 @@ async fn a_new_secret_replaces_the_old(backend: Backend) {
         .update_client_secret("web", &phc, later + secs(1))
         .await
         .unwrap();
-    assert!(updated);
+    assert_eq!(updated, Update::Done);
     assert_eq!(store.find_client("web").await.unwrap().unwrap().secret, phc);
     // Only the named client changed.
     let other = store.find_client("other").await.unwrap().unwrap();
@@ -142,7 +143,7 @@ async fn a_public_client_gets_no_secret(backend: Backend) {
         .update_client_secret("spa", &ClientSecretHash::Digest([9; 32]), now + secs(1))
         .await
         .unwrap();
-    assert!(!updated);
+    assert_eq!(updated, Update::NotFound);
     assert_same(&store.find_client("spa").await.unwrap().unwrap(), &public);
 }
 
@@ -156,7 +157,7 @@ async fn clients_are_disabled_and_enabled(backend: Backend) {
         .set_client_disabled("web", true, now + secs(1))
         .await
         .unwrap();
-    assert!(updated);
+    assert_eq!(updated, Update::Done);
     let web = store.find_client("web").await.unwrap().unwrap();
     assert!(web.disabled);
     assert_eq!(web.updated_at, now + secs(1));
@@ -166,12 +167,12 @@ async fn clients_are_disabled_and_enabled(backend: Backend) {
         .set_client_disabled("web", true, now + secs(2))
         .await
         .unwrap();
-    assert!(updated);
+    assert_eq!(updated, Update::Done);
     let updated = store
         .set_client_disabled("web", false, now + secs(3))
         .await
         .unwrap();
-    assert!(updated);
+    assert_eq!(updated, Update::Done);
     let web = store.find_client("web").await.unwrap().unwrap();
     assert!(!web.disabled);
     assert_eq!(web.updated_at, now + secs(3));

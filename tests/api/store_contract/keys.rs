@@ -6,6 +6,7 @@ use tessera::model::{KeyState, SigningKey};
 use super::{Fixture, secs, signing_key, t0};
 use crate::both_backends;
 use crate::helpers::Backend;
+use tessera::store::{KeyRotation, KeysAdded};
 
 /// (kid, state) of every stored key, sorted by kid.
 fn states(keys: &[SigningKey]) -> Vec<(String, KeyState)> {
@@ -32,7 +33,7 @@ async fn with_initial_keys(backend: Backend) -> Fixture {
         .add_initial_signing_keys(&signing_key("a"), &signing_key("b"), t0())
         .await
         .unwrap();
-    assert!(added);
+    assert_eq!(added, KeysAdded::Added);
     fx
 }
 
@@ -61,7 +62,7 @@ async fn initial_keys_are_added_once(backend: Backend) {
         .add_initial_signing_keys(&signing_key("a"), &signing_key("b"), now)
         .await
         .unwrap();
-    assert!(added);
+    assert_eq!(added, KeysAdded::Added);
     let keys = store.list_signing_keys().await.unwrap();
     assert_eq!(
         states(&keys),
@@ -84,7 +85,7 @@ async fn initial_keys_are_added_once(backend: Backend) {
         .add_initial_signing_keys(&signing_key("c"), &signing_key("d"), now + secs(1))
         .await
         .unwrap();
-    assert!(!added);
+    assert_eq!(added, KeysAdded::AlreadyPresent);
     assert_eq!(
         key_states(&fx).await,
         named(&[("a", KeyState::Active), ("b", KeyState::Next)])
@@ -101,7 +102,7 @@ async fn rotation_needs_the_expected_next_key(backend: Backend) {
             .rotate_signing_keys(wrong, &signing_key("c"), later)
             .await
             .unwrap();
-        assert!(!rotated);
+        assert_eq!(rotated, KeyRotation::Skipped);
     }
     assert_eq!(
         key_states(&fx).await,
@@ -111,7 +112,7 @@ async fn rotation_needs_the_expected_next_key(backend: Backend) {
         .rotate_signing_keys("b", &signing_key("c"), later)
         .await
         .unwrap();
-    assert!(rotated);
+    assert_eq!(rotated, KeyRotation::Rotated);
     let keys = store.list_signing_keys().await.unwrap();
     assert_eq!(
         states(&keys),
@@ -130,7 +131,7 @@ async fn rotation_needs_the_expected_next_key(backend: Backend) {
         .rotate_signing_keys("b", &signing_key("d"), later)
         .await
         .unwrap();
-    assert!(!rotated);
+    assert_eq!(rotated, KeyRotation::Skipped);
     assert_eq!(store.list_signing_keys().await.unwrap().len(), 3);
 }
 
@@ -141,7 +142,7 @@ async fn rotation_without_keys_changes_nothing(backend: Backend) {
         .rotate_signing_keys("a", &signing_key("b"), t0())
         .await
         .unwrap();
-    assert!(!rotated);
+    assert_eq!(rotated, KeyRotation::Skipped);
     assert!(fx.store().list_signing_keys().await.unwrap().is_empty());
 }
 
@@ -194,7 +195,7 @@ async fn revoking_a_retired_key_adds_no_replacement(backend: Backend) {
         .rotate_signing_keys("b", &signing_key("c"), t0() + secs(60))
         .await
         .unwrap();
-    assert!(rotated);
+    assert_eq!(rotated, KeyRotation::Rotated);
     let state = store
         .revoke_signing_key("a", &signing_key("r"), t0() + secs(120))
         .await

@@ -24,6 +24,7 @@ use tessera::store::{self, Store};
 use time::{Duration, OffsetDateTime};
 
 use crate::helpers::{Backend, TestDb, settings};
+use tessera::store::SessionAdded;
 
 /// A migrated store on a fresh database. The store is declared first so its pool goes before
 /// the database is dropped.
@@ -74,7 +75,7 @@ impl Fixture {
             .add_session(&session, Some(&token(&session, first, at)))
             .await
             .unwrap();
-        assert!(added);
+        assert_eq!(added, SessionAdded::Added);
         session
     }
 }

@@ -9,6 +9,7 @@ use time::Duration;
 use super::{Fixture, audit, digest, secs, t0, token};
 use crate::both_backends;
 use crate::helpers::Backend;
+use tessera::store::{Consumed, SessionAdded, SessionRevocation};
 
 const WINDOW: StdDuration = StdDuration::from_secs(15 * 60);
 
@@ -28,7 +29,7 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
         .add_session(&expired, Some(&token(&expired, 1, now - 3 * day)))
         .await
         .unwrap();
-    assert!(added);
+    assert_eq!(added, SessionAdded::Added);
 
     // Live, rotated ten minutes ago: the sealed successor is erased, the tokens stay.
     let live = fx.session(&client, &alice, 2, now - secs(3600)).await;
@@ -41,7 +42,7 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
         )
         .await
         .unwrap();
-    assert!(rotated);
+    assert_eq!(rotated, Consumed::Rotated);
 
     // Revoked two days ago: the session goes (and its token with it), its revocation stays
     // while in force.
@@ -51,7 +52,7 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
         ..token(&ended, 4, now - 3 * day)
     };
     let added = store.add_session(&ended, Some(&lasting)).await.unwrap();
-    assert!(added);
+    assert_eq!(added, SessionAdded::Added);
     let revoked = store
         .revoke_session(
             ended.session_id,
@@ -62,7 +63,7 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
         )
         .await
         .unwrap();
-    assert!(revoked);
+    assert_eq!(revoked, SessionRevocation::Revoked);
 
     // One revocation expired, one in force.
     let event = audit("token_revoked", now);
@@ -150,7 +151,7 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
         .consume_refresh_token(&digest(3), &token(&live, 5, now), b"sealed 5", now)
         .await
         .unwrap();
-    assert!(rotated);
+    assert_eq!(rotated, Consumed::Rotated);
 
     // Nothing is left to do.
     assert_eq!(
@@ -176,7 +177,7 @@ async fn sealed_successors_stay_within_the_window(backend: Backend) {
         )
         .await
         .unwrap();
-    assert!(rotated);
+    assert_eq!(rotated, Consumed::Rotated);
     let sealed = "select count(*) from refresh_token where successor_ciphertext is not null";
     assert_eq!(
         store.purge_batch(now, now - secs(30), 100).await.unwrap(),

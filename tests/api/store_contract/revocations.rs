@@ -6,6 +6,7 @@ use tessera::model::{AuditEvent, AuditFilter, Revocation, RevocationKind, Sessio
 use super::{Fixture, audit, secs, t0, token};
 use crate::both_backends;
 use crate::helpers::Backend;
+use tessera::store::{Consumed, SessionAdded, SessionRevocation};
 
 fn kinds_and_values(revocations: &[Revocation]) -> Vec<(RevocationKind, String)> {
     revocations
@@ -33,6 +34,7 @@ async fn rotates(fx: &Fixture, session: &Session, from: u8, at: time::OffsetDate
         .consume_refresh_token(&super::digest(from), &successor, b"sealed", at)
         .await
         .unwrap()
+        == Consumed::Rotated
 }
 
 async fn revocations_are_listed_in_id_order_after_a_cursor(backend: Backend) {
@@ -143,7 +145,7 @@ async fn revoking_a_subject_ends_its_sessions(backend: Backend) {
         .revoke_session(ended.session_id, "logout", now, now + secs(60), None)
         .await
         .unwrap();
-    assert!(revoked);
+    assert_eq!(revoked, SessionRevocation::Revoked);
 
     let alice_id = alice.user_id.to_string();
     let at = now + secs(5);
@@ -231,7 +233,7 @@ async fn revoking_a_subject_ends_its_sessions(backend: Backend) {
         .add_session(&fresh, Some(&token(&fresh, 9, at + secs(2))))
         .await
         .unwrap();
-    assert!(added);
+    assert_eq!(added, SessionAdded::Added);
 }
 
 async fn revoking_and_disabling_a_subject_refuses_new_sessions(backend: Backend) {
@@ -260,7 +262,7 @@ async fn revoking_and_disabling_a_subject_refuses_new_sessions(backend: Backend)
     assert_eq!(user.updated_at, now);
     let fresh = super::session(&client, &alice, now + secs(1));
     let added = fx.store().add_session(&fresh, None).await.unwrap();
-    assert!(!added);
+    assert_eq!(added, SessionAdded::UserDisabled);
     // Again: idempotent, the user stays disabled.
     let sessions = fx
         .store()

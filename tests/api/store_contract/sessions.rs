@@ -8,6 +8,7 @@ use tessera::model::{AuditFilter, NewRefreshToken, RevocationKind, Session};
 use super::{Fixture, audit, digest, secs, session, t0, token};
 use crate::both_backends;
 use crate::helpers::Backend;
+use tessera::store::{Consumed, SessionAdded, SessionRevocation};
 
 /// Rows of `table` belonging to `session`, matching `condition`.
 async fn rows(fx: &Fixture, table: &str, session: &Session, condition: &str) -> i64 {
@@ -28,7 +29,7 @@ async fn a_session_is_added_with_its_first_token(backend: Backend) {
         .add_session(&session, Some(&token(&session, 1, now)))
         .await
         .unwrap();
-    assert!(added);
+    assert_eq!(added, SessionAdded::Added);
     assert_eq!(
         rows(&fx, "session", &session, "revoked_at is null").await,
         1
@@ -49,7 +50,7 @@ async fn a_session_may_start_without_a_token(backend: Backend) {
     let (client, user) = fx.principal("web", "alice").await;
     let session = session(&client, &user, t0());
     let added = fx.store().add_session(&session, None).await.unwrap();
-    assert!(added);
+    assert_eq!(added, SessionAdded::Added);
     assert_eq!(rows(&fx, "session", &session, "true").await, 1);
     assert_eq!(fx.count("select count(*) from refresh_token").await, 0);
     // The same id twice is refused by the database, not silently merged.
@@ -73,7 +74,7 @@ async fn a_disabled_or_unknown_user_gets_no_session(backend: Backend) {
         .add_session(&refused, Some(&token(&refused, 1, now)))
         .await
         .unwrap();
-    assert!(!added);
+    assert_eq!(added, SessionAdded::UserDisabled);
     let ghost = super::user("ghost", now);
     let unknown = session(&client, &ghost, now);
     let added = fx
@@ -81,7 +82,7 @@ async fn a_disabled_or_unknown_user_gets_no_session(backend: Backend) {
         .add_session(&unknown, Some(&token(&unknown, 2, now)))
         .await
         .unwrap();
-    assert!(!added);
+    assert_eq!(added, SessionAdded::UserDisabled);
     assert_eq!(fx.count("select count(*) from session").await, 0);
     assert_eq!(fx.count("select count(*) from refresh_token").await, 0);
     // Enabled again, the user logs in.
@@ -95,7 +96,7 @@ async fn a_disabled_or_unknown_user_gets_no_session(backend: Backend) {
         .add_session(&refused, Some(&token(&refused, 1, now)))
         .await
         .unwrap();
-    assert!(added);
+    assert_eq!(added, SessionAdded::Added);
 }
 
 async fn refresh_tokens_are_found_by_session_and_digest(backend: Backend) {
@@ -149,6 +150,7 @@ async fn consume(
         .consume_refresh_token(&digest(from), &successor, &[to; 16], at)
         .await
         .unwrap()
+        == Consumed::Rotated
 }
 
 async fn a_token_is_consumed_once(backend: Backend) {
@@ -167,7 +169,7 @@ async fn a_token_is_consumed_once(backend: Backend) {
         .consume_refresh_token(&digest(1), &narrowed, b"sealed 2", now + secs(1))
         .await
         .unwrap();
-    assert!(rotated);
+    assert_eq!(rotated, Consumed::Rotated);
     let successor = store
         .find_refresh_token(session.session_id, &digest(2))
         .await
@@ -226,7 +228,7 @@ async fn a_revoked_session_consumes_nothing(backend: Backend) {
         .revoke_session(session.session_id, "logout", now, now + secs(300), None)
         .await
         .unwrap();
-    assert!(revoked);
+    assert_eq!(revoked, SessionRevocation::Revoked);
     let rotated = consume(&fx, &session, 1, 2, now + secs(1)).await;
     assert!(!rotated);
     assert!(
@@ -265,7 +267,7 @@ async fn a_session_is_revoked_once(backend: Backend) {
         )
         .await
         .unwrap();
-    assert!(revoked);
+    assert_eq!(revoked, SessionRevocation::Revoked);
     assert_eq!(
         rows(&fx, "session", &session, "revoked_at is not null").await,
         1
@@ -316,7 +318,7 @@ async fn a_session_is_revoked_once(backend: Backend) {
         .revoke_session(session.session_id, "logout", now + secs(3), expires, None)
         .await
         .unwrap();
-    assert!(!revoked);
+    assert_eq!(revoked, SessionRevocation::NotLive);
     assert_eq!(fx.count("select count(*) from revocation").await, 1);
     // Unknown sessions are not revoked either.
     let revoked = fx
@@ -324,7 +326,7 @@ async fn a_session_is_revoked_once(backend: Backend) {
         .revoke_session(uuid::Uuid::new_v4(), "logout", now, expires, None)
         .await
         .unwrap();
-    assert!(!revoked);
+    assert_eq!(revoked, SessionRevocation::NotLive);
     assert_eq!(fx.count("select count(*) from revocation").await, 1);
 
     // The user's other session is untouched.
@@ -358,8 +360,14 @@ async fn concurrent_consumes_have_one_winner(backend: Backend) {
     for task in tasks {
         outcomes.push(task.await.unwrap());
     }
-    assert_eq!(outcomes.iter().filter(|rotated| **rotated).count(), 1);
-    let winner = outcomes.iter().position(|rotated| *rotated).unwrap();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Consumed::Rotated).count(),
+        1
+    );
+    let winner = outcomes
+        .iter()
+        .position(|o| *o == Consumed::Rotated)
+        .unwrap();
     assert_eq!(rows(&fx, "refresh_token", &session, "true").await, 2);
     // The winner's successor is the one stored.
     for i in 0..16u8 {
