@@ -12,7 +12,7 @@ use tessera::domain::Issuer;
 use tessera::domain::admin::NewClient;
 use tessera::model::{Client, User};
 use tessera::server::{self, Server};
-use tessera::{http, store};
+use tessera::store;
 
 /// The actor the audit log names for changes made on the command line. The space keeps it
 /// from ever equalling a client id, so no rule about a client acting on itself applies to it.
@@ -153,7 +153,7 @@ impl Command {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     config.require_master_key()?;
-    let shutdown = http::shutdown_signal().context("cannot install signal handlers")?;
+    let shutdown = server::shutdown_signal().context("cannot install signal handlers")?;
     let mut server = Server::build(config, Arc::new(SystemClock)).await?;
     let url = format!("http://{}", server.local_addr());
     tracing::info!(%url, "Tessera is listening");

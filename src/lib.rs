@@ -7,8 +7,9 @@
 //! - [`crypto`]: wraps the cryptographic crates; nothing else touches key material.
 //! - [`model`]: plain data shared by every layer.
 //! - [`clock`]: time comes in from outside, so tests can move it.
-//! - [`config`], [`telemetry`], [`metrics`], [`server`]: settings, logging, metrics, and wiring
-//!   it all together.
+//! - [`config`], [`telemetry`], [`metrics`]: settings, logging, metrics.
+//! - [`server`]: wiring it all together, serving with a graceful drain, and the signals that
+//!   stop it.
 
 pub mod clock;
 pub mod config;

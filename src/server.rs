@@ -1,8 +1,9 @@
-//! Wiring: from a validated `Config` to a bound, serving Tessera. Uses: config, store, domain, http, crypto, clock.
+//! Wiring and serving: from a validated `Config` to a bound Tessera, `serve` with its graceful drain, and the signals that stop it. Uses: config, store, domain, http, crypto, clock.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -118,7 +119,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let sync = tokio::spawn(Arc::clone(&self.issuer).run_sync());
         let housekeeping = tokio::spawn(Arc::clone(&self.issuer).run_housekeeping());
-        let result = http::serve(self.listener, self.router, shutdown, self.shutdown_grace).await;
+        let result = serve(self.listener, self.router, shutdown, self.shutdown_grace).await;
         sync.abort();
         housekeeping.abort();
         self.store.close().await;
@@ -205,6 +206,56 @@ pub fn load_master_key(source: MasterKeySource) -> Result<MasterKey, MasterKeyEr
                 tracing::warn!(path = %path.display(), "generated a new master key: back it up with the database, or the signing keys cannot be decrypted");
             }
             key
+        }
+    })
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish and
+/// returns; connections still busy after `grace` are closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (draining_tx, mut draining) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = draining_tx.send(true);
+    };
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .into_future();
+    let deadline = async move {
+        if draining.wait_for(|draining| *draining).await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "requests still running after the shutdown grace; closing them");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed now, before the first poll, so a
+/// signal that arrives during start-up is not lost.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
     })
 }

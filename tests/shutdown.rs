@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::routing::get;
 use tessera::clock::SystemClock;
 use tessera::http::{self, AppState};
-use tessera::server::Server;
+use tessera::server::{self, Server};
 use tokio::sync::Notify;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,8 +40,8 @@ async fn sigterm_lets_a_slow_request_finish_then_stops() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = http::shutdown_signal().unwrap();
-    let serving = tokio::spawn(http::serve(
+    let shutdown = server::shutdown_signal().unwrap();
+    let serving = tokio::spawn(server::serve(
         listener,
         router,
         shutdown,

@@ -53,10 +53,11 @@ pub enum KeyRingError {
 }
 
 /// One key as the admin listing shows it (CONTRACT: GET /admin/keys).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub kid: String,
     pub alg: &'static str,
+    /// `next`, `active`, `retired` or `revoked`.
     pub state: &'static str,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

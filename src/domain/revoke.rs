@@ -36,6 +36,33 @@ impl Selector {
     }
 }
 
+/// RFC 7662 §2.2: the claims of a live token, or only `{"active": false}`.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Introspection {
+    pub active: bool,
+    /// `Bearer` for an access token, `refresh_token` for a refresh token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
 /// The answer to an admin revocation (CONTRACT: POST /revoke).
 #[derive(Debug, Serialize)]
 pub struct RevocationSummary {
@@ -226,12 +253,12 @@ impl Issuer {
     /// RFC 7662: the full answer for a live token, `{"active": false}` for anything else.
     /// Only clients allowed to introspect (or admins) may ask; introspecting never uses a
     /// token up.
-    pub async fn introspect(&self, caller: &Client, token: &str) -> Result<Value, Error> {
+    pub async fn introspect(&self, caller: &Client, token: &str) -> Result<Introspection, Error> {
         // A public client proves nothing about itself: it may never introspect.
         if caller.is_public() || (!caller.can_introspect && !caller.is_admin) {
             return Err(Error::AccessDenied);
         }
-        let inactive = json!({"active": false});
+        let inactive = Introspection::default();
         let now = self.clock.now();
         if let Some((session_id, digest)) = parse_refresh_token(token) {
             let Some(record) = self.store.find_refresh_token(session_id, &digest).await? else {
@@ -241,16 +268,17 @@ impl Issuer {
                 return Ok(inactive);
             }
             let expires_at = record.expires_at();
-            return Ok(json!({
-                "active": true,
-                "token_type": "refresh_token",
-                "sub": record.user_id.to_string(),
-                "client_id": record.client_id,
-                "scope": record.scope,
-                "sid": record.session_id.to_string(),
-                "iat": record.created_at.unix_timestamp(),
-                "exp": expires_at.unix_timestamp(),
-            }));
+            return Ok(Introspection {
+                active: true,
+                token_type: Some("refresh_token"),
+                sub: Some(record.user_id.to_string()),
+                client_id: Some(record.client_id),
+                scope: Some(record.scope),
+                sid: Some(record.session_id.to_string()),
+                iat: Some(record.created_at.unix_timestamp()),
+                exp: Some(expires_at.unix_timestamp()),
+                ..inactive
+            });
         }
         let Ok(claims) = self.keys.verify(token) else {
             return Ok(inactive);
@@ -258,22 +286,19 @@ impl Issuer {
         if self.revocations.is_revoked(&claims) {
             return Ok(inactive);
         }
-        let mut answer = json!({
-            "active": true,
-            "token_type": "Bearer",
-            "sub": claims.sub,
-            "client_id": claims.client_id,
-            "scope": claims.scope.unwrap_or_default(),
-            "aud": claims.aud,
-            "iss": claims.iss,
-            "exp": claims.exp,
-            "iat": claims.iat,
-            "jti": claims.jti,
-        });
-        if let Some(sid) = claims.sid {
-            answer["sid"] = Value::from(sid);
-        }
-        Ok(answer)
+        Ok(Introspection {
+            active: true,
+            token_type: Some("Bearer"),
+            sub: Some(claims.sub),
+            client_id: Some(claims.client_id),
+            scope: Some(claims.scope.unwrap_or_default()),
+            aud: Some(claims.aud),
+            iss: Some(claims.iss),
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            jti: Some(claims.jti),
+            sid: claims.sid,
+        })
     }
 
     /// GET /admin/audit: newest first.

@@ -1,4 +1,4 @@
-//! The one mapping from errors to responses: `{"error", "error_description"}` with the OAuth code (RFC 6749 §5.2), never a stack trace, SQL text or secret. Uses: domain.
+//! The one mapping from errors to responses: `{"error", "error_description"}` with the OAuth code (RFC 6749 §5.2), never a stack trace, SQL text or secret; and [`ErrorResponses`], how the OpenAPI document describes those answers. Uses: domain, utoipa.
 
 use std::borrow::Cow;
 
@@ -7,6 +7,9 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, ResponseBuilder, Type};
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::domain;
 
@@ -23,10 +26,16 @@ pub struct ApiError {
     basic_challenge: bool,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    error_description: &'a str,
+/// Every error answer (RFC 6749 §5.2 shape).
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    /// An OAuth error code where one applies (`invalid_request`, `invalid_client`,
+    /// `invalid_grant`, …), else `not_found`, `method_not_allowed`, `conflict`,
+    /// `temporarily_unavailable`, `server_error`.
+    #[schema(example = "invalid_request")]
+    pub error: &'a str,
+    /// Human-readable; never echoes a secret or a value sent.
+    pub error_description: &'a str,
 }
 
 impl ApiError {
@@ -223,4 +232,104 @@ pub fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Resp
         "internal error",
     )
     .into_response()
+}
+
+/// The error answers of one operation in the OpenAPI document, each described once here and
+/// chosen by status bits: `ErrorResponses<{ BAD_REQUEST | UNAUTHORIZED }>`. Every one has the
+/// [`ErrorBody`] shape that [`ApiError`] sends.
+pub struct ErrorResponses<const STATUSES: u16>;
+
+pub const BAD_REQUEST: u16 = 1;
+pub const UNAUTHORIZED: u16 = 1 << 1;
+pub const FORBIDDEN: u16 = 1 << 2;
+pub const NOT_FOUND: u16 = 1 << 3;
+pub const CONFLICT: u16 = 1 << 4;
+pub const TOO_LARGE: u16 = 1 << 5;
+pub const SLOW_DOWN: u16 = 1 << 6;
+pub const UNAVAILABLE: u16 = 1 << 7;
+
+/// Status bit, status, description, and the header the answer may carry.
+const DOCUMENTED: [(u16, &str, &str, Option<&str>); 8] = [
+    (
+        BAD_REQUEST,
+        "400",
+        "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)",
+        None,
+    ),
+    (
+        UNAUTHORIZED,
+        "401",
+        "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried",
+        Some("www-authenticate"),
+    ),
+    (
+        FORBIDDEN,
+        "403",
+        "Authenticated, but not allowed (`access_denied`)",
+        None,
+    ),
+    (
+        NOT_FOUND,
+        "404",
+        "No such client, user or key (`not_found`)",
+        None,
+    ),
+    (
+        CONFLICT,
+        "409",
+        "Conflicts with the current state (`conflict`)",
+        None,
+    ),
+    (TOO_LARGE, "413", "The body is larger than 64 KiB", None),
+    (
+        SLOW_DOWN,
+        "429",
+        "Too many failed attempts (`slow_down`)",
+        Some("retry-after"),
+    ),
+    (
+        UNAVAILABLE,
+        "503",
+        "The database is not answering, or too many logins at once (`temporarily_unavailable`)",
+        Some("retry-after"),
+    ),
+];
+
+impl<const STATUSES: u16> IntoResponses for ErrorResponses<STATUSES> {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        DOCUMENTED
+            .iter()
+            .filter(|(bit, ..)| STATUSES & bit != 0)
+            .map(|&(_, status, description, header)| {
+                let body = ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                    .build();
+                let mut response = ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", body);
+                if let Some(name) = header {
+                    let string = ObjectBuilder::new().schema_type(Type::String).build();
+                    response =
+                        response.header(name, HeaderBuilder::new().schema(Some(string)).build());
+                }
+                (status.to_owned(), RefOr::T(response.build()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_responses_document_the_statuses_asked_for() {
+        let responses = ErrorResponses::<{ BAD_REQUEST | SLOW_DOWN | UNAVAILABLE }>::responses();
+        assert_eq!(
+            responses.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["400", "429", "503"]
+        );
+        let all = ErrorResponses::<{ u16::MAX }>::responses();
+        assert_eq!(all.len(), DOCUMENTED.len());
+    }
 }

@@ -49,14 +49,18 @@ impl Params {
         Ok(Self(params))
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+    /// Takes one parameter out, to move it into a typed form.
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
     }
+}
 
-    pub fn require(&self, name: &'static str) -> Result<&str, Error> {
-        self.get(name)
-            .ok_or_else(|| Error::invalid_request(format!("parameter {name} is missing")))
-    }
+/// A parameter the request needs, checked where its endpoint checks it (after the client is
+/// authenticated, except `grant_type`).
+pub fn require<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, Error> {
+    value
+        .as_deref()
+        .ok_or_else(|| Error::invalid_request(format!("parameter {name} is missing")))
 }
 
 /// JSON can carry a NUL only as the escape `\u0000`; no value of ours holds one, and

@@ -1,13 +1,21 @@
-//! Liveness and readiness probes for orchestrators and load balancers. Uses: domain.
+//! GET /healthz and GET /readyz, the liveness and readiness probes for orchestrators and load balancers (kept together: two small answers of one kind). Uses: domain.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::openapi::{ErrorBody, Status};
+use super::error::{ErrorResponses, UNAVAILABLE};
 use super::{ApiError, AppState};
+
+/// `{"status": "ok"}` or `{"status": "ready"}`.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
 
 /// 200 while the process runs; touches nothing else.
 #[utoipa::path(
@@ -15,7 +23,7 @@ use super::{ApiError, AppState};
     responses((status = 200, description = "The process runs", body = Status))
 )]
 pub async fn healthz() -> Response {
-    no_store(Json(json!({ "status": "ok" })).into_response())
+    no_store(Status { status: "ok" })
 }
 
 /// 200 when the database answers; 503 `temporarily_unavailable` while it does not, and 200 again
@@ -24,17 +32,18 @@ pub async fn healthz() -> Response {
     get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "The database answers and a signing key is loaded", body = Status),
-        (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+        ErrorResponses<UNAVAILABLE>,
     )
 )]
 pub async fn readyz(State(app): State<AppState>) -> Result<Response, ApiError> {
     app.issuer.readiness().await?;
-    Ok(no_store(Json(json!({ "status": "ready" })).into_response()))
+    Ok(no_store(Status { status: "ready" }))
 }
 
-fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+fn no_store(status: Status) -> Response {
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(status),
+    )
+        .into_response()
 }

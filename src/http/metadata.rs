@@ -1,37 +1,44 @@
-//! Authorization server metadata (RFC 8414): only what this build serves; `scopes_supported` follows the registered clients. Uses: domain.
+//! GET /.well-known/oauth-authorization-server, the authorization server metadata (RFC 8414): only what this build serves; `scopes_supported` follows the registered clients. Uses: domain.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
-use super::openapi::Metadata as MetadataSchema;
 
 const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
 
-#[derive(Serialize)]
-struct Metadata<'a> {
+/// RFC 8414 §2: what this build serves.
+#[derive(Serialize, ToSchema)]
+pub struct Metadata<'a> {
     issuer: &'a str,
     token_endpoint: String,
     jwks_uri: String,
     revocation_endpoint: String,
     introspection_endpoint: String,
     /// REQUIRED by RFC 8414 §2; Tessera has no authorization endpoint, so none.
+    #[schema(value_type = Vec<String>)]
     response_types_supported: [&'a str; 0],
     /// Omitting it would mean "authorization_code and implicit" (RFC 8414 §2).
+    #[schema(value_type = Vec<String>)]
     grant_types_supported: [&'a str; 3],
+    #[schema(value_type = Vec<String>)]
     token_endpoint_auth_methods_supported: [&'a str; 3],
+    #[schema(value_type = Vec<String>)]
     revocation_endpoint_auth_methods_supported: [&'a str; 3],
+    #[schema(value_type = Vec<String>)]
     introspection_endpoint_auth_methods_supported: [&'a str; 2],
     scopes_supported: Vec<String>,
 }
 
 #[utoipa::path(
     get, path = "/.well-known/oauth-authorization-server", tag = "discovery", operation_id = "metadata",
-    responses((status = 200, description = "RFC 8414 authorization server metadata", body = MetadataSchema))
+    responses((status = 200, description = "RFC 8414 authorization server metadata", body = Metadata))
 )]
-pub async fn get(State(app): State<AppState>) -> axum::response::Response {
+pub async fn get(State(app): State<AppState>) -> Response {
     let issuer = app.issuer.issuer();
     let metadata = Metadata {
         issuer,
@@ -52,7 +59,7 @@ pub async fn get(State(app): State<AppState>) -> axum::response::Response {
     };
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        axum::Json(metadata),
+        Json(metadata),
     )
         .into_response()
 }

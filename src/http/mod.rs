@@ -1,14 +1,20 @@
 //! The HTTP edge: router, layers and handlers. The only module that uses axum; each handler extracts, calls one domain function and returns. Uses: domain, model.
+//!
+//! # Layout
+//! One endpoint per file, named after its path (`token.rs` is POST /token, `audit.rs` is
+//! GET /admin/audit), with its request and response types, which are also what the OpenAPI
+//! document shows. Two groupings read better than one file each: `health.rs` holds both probes,
+//! and `admin/` holds one file per resource (clients, users, keys). Shared by all: `auth.rs`
+//! (client authentication, the [`ClientAuthorization`](auth::ClientAuthorization) extractor),
+//! `form.rs` (request bodies), `error.rs` (the one error mapping and its documented answers),
+//! `openapi.rs` (the document). Serving and signals live in `crate::server`.
 
-use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::routing::{get, patch, post};
-use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -22,13 +28,17 @@ use tracing::Level;
 use crate::domain::Issuer;
 
 mod admin;
+mod audit;
 mod auth;
 mod error;
 mod form;
 mod health;
+mod introspect;
 mod jwks;
 mod metadata;
+mod metrics;
 mod openapi;
+mod refresh;
 mod revoke;
 mod token;
 
@@ -99,25 +109,25 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         )
         .route("/.well-known/jwks.json", get(jwks::get))
         .route("/token", post(token::post))
-        .route("/refresh", post(token::refresh))
-        .route("/revoke", post(revoke::revoke))
-        .route("/introspect", post(revoke::introspect))
-        .route("/admin/audit", get(revoke::audit))
-        .route("/metrics", get(metrics_text))
+        .route("/refresh", post(refresh::post))
+        .route("/revoke", post(revoke::post))
+        .route("/introspect", post(introspect::post))
+        .route("/admin/audit", get(audit::get))
+        .route("/metrics", get(metrics::get))
         .route("/openapi.json", get(openapi::get))
-        .route("/admin/clients", post(admin::create_client))
+        .route("/admin/clients", post(admin::clients::create))
         .route(
             "/admin/clients/{client_id}",
-            get(admin::get_client).patch(admin::update_client),
+            get(admin::clients::get).patch(admin::clients::update),
         )
         .route(
             "/admin/clients/{client_id}/secret",
-            post(admin::rotate_client_secret),
+            post(admin::clients::rotate_secret),
         )
-        .route("/admin/users", post(admin::create_user))
-        .route("/admin/users/{user_id}", patch(admin::update_user))
-        .route("/admin/keys", get(admin::list_keys))
-        .route("/admin/keys/rotate", post(admin::rotate_keys))
+        .route("/admin/users", post(admin::users::create))
+        .route("/admin/users/{user_id}", patch(admin::users::update))
+        .route("/admin/keys", get(admin::keys::list))
+        .route("/admin/keys/rotate", post(admin::keys::rotate))
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
         // Inside the router, so the matched route template (never the raw path) is the label.
@@ -136,36 +146,13 @@ async fn track_latency(
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    metrics::histogram!(
+    ::metrics::histogram!(
         crate::metrics::HTTP_REQUEST_DURATION,
         "route" => route,
         "status" => response.status().as_u16().to_string()
     )
     .record(started.elapsed().as_secs_f64());
     response
-}
-
-/// GET /metrics: Prometheus text exposition.
-#[utoipa::path(
-    get, path = "/metrics", tag = "operations", operation_id = "metrics",
-    responses((status = 200, description = "Prometheus text format (version 0.0.4)", body = String, content_type = "text/plain"))
-)]
-async fn metrics_text(
-    axum::extract::State(app): axum::extract::State<AppState>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let (open, idle) = app.issuer.pool_connections();
-    metrics::gauge!(crate::metrics::DB_POOL_CONNECTIONS, "state" => "idle").set(idle as f64);
-    metrics::gauge!(crate::metrics::DB_POOL_CONNECTIONS, "state" => "in_use")
-        .set(f64::from(open).max(idle as f64) - idle as f64);
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        app.metrics.render(),
-    )
-        .into_response()
 }
 
 /// A caller's request id is kept for correlation only if it is short and plain; anything else
@@ -201,54 +188,4 @@ fn request_span<B>(request: &Request<B>) -> tracing::Span {
         path = %request.uri().path(),
         request_id = %request_id,
     )
-}
-
-/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish and
-/// returns; connections still busy after `grace` are closed.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let (draining_tx, mut draining) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: draining in-flight requests");
-        let _ = draining_tx.send(true);
-    };
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal)
-    .into_future();
-    let deadline = async move {
-        if draining.wait_for(|draining| *draining).await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = server => result,
-        () = deadline => {
-            tracing::warn!(grace_seconds = grace.as_secs(), "requests still running after the shutdown grace; closing them");
-            Ok(())
-        }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT. The handlers are installed now, before the first poll, so a
-/// signal that arrives during start-up is not lost.
-pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM received"),
-            _ = interrupt.recv() => tracing::info!("SIGINT received"),
-        }
-    })
 }

@@ -1,18 +1,78 @@
-//! POST /token (RFC 6749 §3.2, §4.3, §4.4, §5, §6) and POST /refresh: parameters in, token or OAuth error out, never cached. Uses: domain.
+//! POST /token (RFC 6749 §3.2, §4.3, §4.4, §5, §6): parameters in, token or OAuth error out, never cached; its answer, shared with POST /refresh. Uses: domain.
 
 use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use utoipa::ToSchema;
+use utoipa::openapi::{Object, ObjectBuilder, Type};
 
-use super::auth::client_credentials;
-use super::form::{FormOrJson, OAuthForm, Params};
-use super::openapi::{ErrorBody, RefreshRequest, TokenRequest};
+use super::auth::{ClientAuthorization, ClientForm, Rejection};
+use super::error::{BAD_REQUEST, ErrorResponses, SLOW_DOWN, TOO_LARGE, UNAUTHORIZED, UNAVAILABLE};
+use super::form::{Params, require};
 use super::{ApiError, AppState};
+use crate::domain::Error;
 use crate::domain::token::{Target, TokenResponse};
-use crate::domain::{AuthMethod, Error};
+use crate::model::GrantType;
+
+/// POST /token (RFC 6749 §4.3, §4.4, §6). Each parameter at most once; an empty one counts as
+/// absent.
+// No `Debug`: it carries secrets.
+#[derive(ToSchema)]
+pub struct TokenRequest {
+    #[schema(schema_with = grant_types)]
+    grant_type: String,
+    /// Space-delimited scope tokens (RFC 6749 §3.3), a subset of the client's.
+    scope: Option<String>,
+    /// RFC 8707: one of the client's audiences (or send `audience`, not both).
+    resource: Option<String>,
+    audience: Option<String>,
+    /// With `grant_type=password`.
+    username: Option<String>,
+    /// With `grant_type=password`.
+    #[schema(format = Password)]
+    password: Option<String>,
+    /// With `grant_type=refresh_token`.
+    refresh_token: Option<String>,
+    /// `client_secret_post`, or a public client's id (not with HTTP Basic of another id).
+    client_id: Option<String>,
+    /// `client_secret_post` (never together with HTTP Basic).
+    #[schema(format = Password)]
+    client_secret: Option<String>,
+}
+
+/// The grants of POST /token: [`GrantType`], the grants Tessera implements.
+fn grant_types() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("The grants of POST /token."))
+        .enum_values(Some(GrantType::ALL.map(GrantType::as_str)))
+        .build()
+}
+
+impl ClientForm for TokenRequest {
+    fn from_params(mut params: Params) -> Result<Self, Error> {
+        // The one parameter checked before the client is.
+        let grant_type = require(&params.take("grant_type"), "grant_type")?.to_owned();
+        Ok(Self {
+            grant_type,
+            scope: params.take("scope"),
+            resource: params.take("resource"),
+            audience: params.take("audience"),
+            username: params.take("username"),
+            password: params.take("password"),
+            refresh_token: params.take("refresh_token"),
+            client_id: params.take("client_id"),
+            client_secret: params.take("client_secret"),
+        })
+    }
+
+    fn client_fields(&self) -> (Option<&str>, Option<&str>) {
+        (self.client_id.as_deref(), self.client_secret.as_deref())
+    }
+}
 
 /// The token endpoint (RFC 6749 §3.2): `client_credentials`, `password` and `refresh_token`.
 #[utoipa::path(
@@ -21,88 +81,65 @@ use crate::domain::{AuthMethod, Error};
     security((), ("client_secret_basic" = [])),
     responses(
         (status = 200, description = "An access token (and, for password and refresh, a refresh token)", body = TokenResponse, headers(("cache-control" = String, description = "no-store"), ("pragma" = String, description = "no-cache"))),
-        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 429, description = "Too many failed attempts (`slow_down`)", body = ErrorBody, headers(("retry-after" = String))), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
+        ErrorResponses<{ BAD_REQUEST | UNAUTHORIZED | TOO_LARGE | SLOW_DOWN | UNAVAILABLE }>,
     )
 )]
 pub async fn post(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    OAuthForm(params): OAuthForm,
+    request: Result<ClientAuthorization<TokenRequest>, Rejection>,
 ) -> Response {
-    let result = match params.require("grant_type") {
-        Ok(grant_type) => grant(&app, peer, &headers, &params, grant_type).await,
-        Err(error) => Err(error.into()),
+    let result = match request {
+        Ok(request) => grant(&app, peer, &request).await.map_err(Rejection::Client),
+        Err(rejection) => Err(rejection),
     };
     respond(result)
-}
-
-/// POST /refresh: the refresh_token grant, its body a form or a JSON object (CONTRACT: POST /refresh).
-#[utoipa::path(
-    post, path = "/refresh", tag = "oauth",
-    request_body(content(
-        (RefreshRequest = "application/json"),
-        (RefreshRequest = "application/x-www-form-urlencoded"),
-    )),
-    security((), ("client_secret_basic" = [])),
-    responses(
-        (status = 200, description = "A fresh access token and the successor refresh token", body = TokenResponse, headers(("cache-control" = String, description = "no-store"), ("pragma" = String, description = "no-cache"))),
-        (status = 400, description = "Malformed, missing or repeated parameter, or an OAuth error (RFC 6749 §5.2)", body = ErrorBody), (status = 401, description = "Client authentication failed (`invalid_client`); `WWW-Authenticate: Basic` when Basic was tried", body = ErrorBody, headers(("www-authenticate" = String))), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 503, description = "The database is not answering, or too many logins at once (`temporarily_unavailable`)", body = ErrorBody, headers(("retry-after" = String))),
-    )
-)]
-pub async fn refresh(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    FormOrJson(params): FormOrJson,
-) -> Response {
-    respond(grant(&app, peer, &headers, &params, "refresh_token").await)
 }
 
 async fn grant(
     app: &AppState,
     peer: SocketAddr,
-    headers: &HeaderMap,
-    params: &Params,
-    grant_type: &str,
+    request: &ClientAuthorization<TokenRequest>,
 ) -> Result<TokenResponse, ApiError> {
-    let credentials = client_credentials(headers, params)?;
-    let basic = credentials.method == AuthMethod::Basic;
+    let ClientAuthorization { client, form, .. } = request;
+    let scope = form.scope.as_deref();
+    let target = Target {
+        resource: form.resource.as_deref(),
+        audience: form.audience.as_deref(),
+    };
     async {
-        let client = app.issuer.authenticate_client(&credentials).await?;
-        let scope = params.get("scope");
-        let target = Target {
-            resource: params.get("resource"),
-            audience: params.get("audience"),
-        };
-        match grant_type {
-            "client_credentials" => app.issuer.client_credentials(&client, scope, target).await,
-            "password" => {
-                let username = params.require("username")?;
-                let password = params.require("password")?;
+        match GrantType::parse(&form.grant_type) {
+            Some(GrantType::ClientCredentials) => {
+                app.issuer.client_credentials(client, scope, target).await
+            }
+            Some(GrantType::Password) => {
+                let username = require(&form.username, "username")?;
+                let password = require(&form.password, "password")?;
                 app.issuer
-                    .password(&client, username, password, scope, target)
+                    .password(client, username, password, scope, target)
                     .await
             }
-            "refresh_token" => {
-                let token = params.require("refresh_token")?;
+            Some(GrantType::RefreshToken) => {
+                let token = require(&form.refresh_token, "refresh_token")?;
                 let source = peer.ip().to_string();
                 app.issuer
-                    .refresh(&client, token, scope, target, Some(&source))
+                    .refresh(client, token, scope, target, Some(&source))
                     .await
             }
-            _ => Err(Error::UnsupportedGrantType),
+            None => Err(Error::UnsupportedGrantType),
         }
     }
     .await
-    .map_err(|e| ApiError::from(e).with_basic_challenge(basic))
+    .map_err(|e| request.refuse(e))
 }
 
-/// RFC 6749 §5.1: token responses, and their errors, are never cached.
-fn respond(result: Result<TokenResponse, ApiError>) -> Response {
+/// RFC 6749 §5.1: token responses, and their errors, are never cached. A body that is not a
+/// form is refused before the endpoint, as on every other one.
+pub(super) fn respond(result: Result<TokenResponse, Rejection>) -> Response {
     let mut response = match result {
         Ok(tokens) => Json(tokens).into_response(),
-        Err(error) => {
+        Err(Rejection::Body(error)) => return error.into_response(),
+        Err(Rejection::Client(error)) => {
             metrics::counter!(crate::metrics::TOKEN_ERRORS, "error" => error.code()).increment(1);
             error.into_response()
         }

@@ -1,0 +1,24 @@
+//! GET /metrics: the Prometheus text exposition, with the database pool's gauges read at scrape time. Uses: domain, metrics.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+
+/// GET /metrics: Prometheus text exposition.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text format (version 0.0.4)", body = String, content_type = "text/plain"))
+)]
+pub async fn get(State(app): State<AppState>) -> Response {
+    let (open, idle) = app.issuer.pool_connections();
+    metrics::gauge!(crate::metrics::DB_POOL_CONNECTIONS, "state" => "idle").set(idle as f64);
+    metrics::gauge!(crate::metrics::DB_POOL_CONNECTIONS, "state" => "in_use")
+        .set(f64::from(open).max(idle as f64) - idle as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
