@@ -53,6 +53,7 @@ async fn a_burst_of_wrong_passwords_verifies_at_most_the_threshold(backend: Back
     let (id, secret) = app.standard_client().await;
     app.create_user("erin", "erin's password").await;
     let burst = 64;
+    let hashed_before = app.issuer.password_verifications();
     let start = Arc::new(Barrier::new(burst + 1));
     let mut guesses = Vec::new();
     for n in 0..burst {
@@ -102,7 +103,16 @@ async fn a_burst_of_wrong_passwords_verifies_at_most_the_threshold(backend: Back
             other => panic!("unexpected answer in the burst: {other:?}"),
         }
     }
-    eprintln!("burst of {burst}: {verified} verified, {throttled} throttled, {busy} busy");
+    // Every argon2id run of this instance: the guesses, and the real user's one login.
+    let hashed = app.issuer.password_verifications() - hashed_before;
+    eprintln!(
+        "burst of {burst}: {hashed} argon2id verifications (the real login included), \
+         {verified} answered invalid_grant, {throttled} slow_down, {busy} busy"
+    );
+    assert!(
+        hashed <= PER_SOURCE as u64 + 1,
+        "{hashed} verifications for {PER_SOURCE} allowed guesses and one login"
+    );
     assert!(verified <= PER_SOURCE, "{verified} guesses were verified");
     assert_eq!(verified + throttled + busy, burst);
     // Every verification of a wrong password is recorded: the store agrees.
