@@ -220,7 +220,7 @@ impl KeysCommand {
                 }
             }
             Self::Rotate { force } => {
-                let kid = issuer.rotate_keys(CLI_ACTOR, force).await?;
+                let kid = issuer.rotate_keys(CLI_ACTOR, force, None).await?;
                 println!("Rotated: {kid} now signs; the previous key is retired.");
             }
             Self::Revoke { kid } => {
@@ -262,6 +262,7 @@ impl ClientCommand {
                             admin,
                             introspect,
                         },
+                        None,
                     )
                     .await?;
                 print_client(&client);
@@ -272,16 +273,18 @@ impl ClientCommand {
             Self::Show { client_id } => print_client(&issuer.client(&client_id).await?),
             Self::Disable { client_id } => print_client(
                 &issuer
-                    .set_client_disabled(CLI_ACTOR, &client_id, true)
+                    .set_client_disabled(CLI_ACTOR, &client_id, true, None)
                     .await?,
             ),
             Self::Enable { client_id } => print_client(
                 &issuer
-                    .set_client_disabled(CLI_ACTOR, &client_id, false)
+                    .set_client_disabled(CLI_ACTOR, &client_id, false, None)
                     .await?,
             ),
             Self::RotateSecret { client_id } => {
-                let secret = issuer.rotate_client_secret(CLI_ACTOR, &client_id).await?;
+                let secret = issuer
+                    .rotate_client_secret(CLI_ACTOR, &client_id, None)
+                    .await?;
                 println!("client_id:     {client_id}");
                 println!(
                     "client_secret: {}  (shown once; the old secret no longer works)",
@@ -303,13 +306,17 @@ impl UserCommand {
                     .read_line(&mut password)
                     .context("cannot read the password from standard input")?;
                 let password = password.trim_end_matches(['\r', '\n']);
-                print_user(&issuer.create_user(CLI_ACTOR, &username, password).await?);
+                print_user(
+                    &issuer
+                        .create_user(CLI_ACTOR, &username, password, None)
+                        .await?,
+                );
             }
             Self::Disable { username } => {
                 let user = issuer.user_by_name(&username).await?;
                 print_user(
                     &issuer
-                        .update_user(CLI_ACTOR, &user.user_id.to_string(), Some(true), None)
+                        .update_user(CLI_ACTOR, &user.user_id.to_string(), Some(true), None, None)
                         .await?,
                 );
             }
@@ -317,7 +324,13 @@ impl UserCommand {
                 let user = issuer.user_by_name(&username).await?;
                 print_user(
                     &issuer
-                        .update_user(CLI_ACTOR, &user.user_id.to_string(), Some(false), None)
+                        .update_user(
+                            CLI_ACTOR,
+                            &user.user_id.to_string(),
+                            Some(false),
+                            None,
+                            None,
+                        )
                         .await?,
                 );
             }

@@ -82,7 +82,9 @@ impl Server {
         let embedded = matches!(config.database.url, DatabaseUrl::Sqlite { .. });
         let generated_admin = issuer.ensure_admin(configured, embedded).await?;
         let router = http::router(
-            AppState::new(Arc::clone(&issuer), config.jwks_max_age),
+            AppState::new(Arc::clone(&issuer), config.jwks_max_age).with_trusted_proxies(
+                http::source::TrustedProxies::new(config.trusted_proxies.clone()),
+            ),
             config.request_timeout,
         );
         Ok(Self {

@@ -111,6 +111,7 @@ impl Settings {
             jwks_max_age,
             request_timeout: self.value(&REQUEST_TIMEOUT)?,
             shutdown_grace: self.value(&SHUTDOWN_GRACE)?,
+            trusted_proxies: self.get(&TRUSTED_PROXIES)?.unwrap_or_default(),
             log: LogConfig {
                 format: log_format,
                 level: log_level,
@@ -186,6 +187,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long SIGTERM waits for in-flight requests before closing what is left.
     pub shutdown_grace: Duration,
+    /// Whose `X-Forwarded-For` names the client's address; none by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub log: LogConfig,
 }
 

@@ -322,6 +322,14 @@ pub(super) const SHUTDOWN_GRACE: Setting<Duration> = Setting {
     constraint: None,
 };
 
+pub(super) const TRUSTED_PROXIES: Setting<Vec<ipnet::IpNet>> = Setting {
+    key: "trusted_proxies",
+    default: Initial::Unset,
+    parser: &Text(parse_trusted_proxies),
+    meaning: "comma-separated CIDRs of reverse proxies whose `X-Forwarded-For` names the client's address (the right-most entry that is not one of them); the peer address otherwise",
+    constraint: None,
+};
+
 pub(super) const LOG_FORMAT: Setting<LogFormat> = Setting {
     key: "log_format",
     default: Initial::Derived("`pretty` on a terminal, else `json`"),
@@ -359,6 +367,7 @@ pub(super) const ALL: &[&dyn Row] = &[
     &JWKS_MAX_AGE,
     &REQUEST_TIMEOUT,
     &SHUTDOWN_GRACE,
+    &TRUSTED_PROXIES,
     &LOG_FORMAT,
     &LOG_LEVEL,
 ];
@@ -427,6 +436,28 @@ pub fn markdown_table() -> String {
         table.push('\n');
     }
     table
+}
+
+/// `10.0.0.0/8, fd00::/8`, or single addresses; a network with host bits set is refused as a
+/// likely typo.
+fn parse_trusted_proxies(s: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    let expected = "must be comma-separated CIDRs, such as 10.0.0.0/8, fd00::/8";
+    s.split(',')
+        .map(str::trim)
+        .map(|entry| {
+            let net = match entry.parse::<ipnet::IpNet>() {
+                Ok(net) => net,
+                Err(_) => entry
+                    .parse::<std::net::IpAddr>()
+                    .map(ipnet::IpNet::from)
+                    .map_err(|_| expected.to_owned())?,
+            };
+            if net.trunc() != net {
+                return Err(format!("{expected} (a network has host bits set)"));
+            }
+            Ok(net)
+        })
+        .collect()
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {

@@ -1,5 +1,7 @@
 //! Administration: clients, users and signing keys, as the admin API and the CLI use them. Uses: store, crypto, clock, model.
 
+use std::net::IpAddr;
+
 use super::token::{is_scope_token, username_key};
 use super::{Error, Issuer};
 use crate::crypto::keys::base64url;
@@ -44,6 +46,7 @@ impl Issuer {
         &self,
         actor: &str,
         request: NewClient,
+        source_addr: Option<IpAddr>,
     ) -> Result<(Client, Option<ClientSecret>), Error> {
         let client_id = match request.client_id {
             Some(id) if valid_client_id(&id) => id,
@@ -144,6 +147,7 @@ impl Issuer {
                 "admin": client.is_admin,
                 "introspect": client.can_introspect,
             }),
+            source_addr,
         )
         .await;
         Ok((client, secret))
@@ -165,6 +169,7 @@ impl Issuer {
         &self,
         actor: &str,
         client_id: &str,
+        source_addr: Option<IpAddr>,
     ) -> Result<ClientSecret, Error> {
         let client = self.client(client_id).await?;
         if client.is_public() {
@@ -188,6 +193,7 @@ impl Issuer {
             None,
             Some(client_id),
             serde_json::json!({}),
+            source_addr,
         )
         .await;
         Ok(secret)
@@ -200,6 +206,7 @@ impl Issuer {
         actor: &str,
         client_id: &str,
         disabled: bool,
+        source_addr: Option<IpAddr>,
     ) -> Result<Client, Error> {
         let client = self.client(client_id).await?;
         if disabled {
@@ -225,6 +232,7 @@ impl Issuer {
             None,
             Some(client_id),
             serde_json::json!({}),
+            source_addr,
         )
         .await;
         self.client(client_id).await
@@ -267,6 +275,7 @@ impl Issuer {
         actor: &str,
         username: &str,
         password: &str,
+        source_addr: Option<IpAddr>,
     ) -> Result<User, Error> {
         let username = username.trim();
         if username.is_empty()
@@ -301,6 +310,7 @@ impl Issuer {
             Some(user.user_id.to_string()),
             None,
             serde_json::json!({}),
+            source_addr,
         )
         .await;
         Ok(user)
@@ -321,6 +331,7 @@ impl Issuer {
         user_id: &str,
         disabled: Option<bool>,
         password: Option<&str>,
+        source_addr: Option<IpAddr>,
     ) -> Result<User, Error> {
         let id = uuid::Uuid::parse_str(user_id).map_err(|_| Error::NotFound("user"))?;
         let phc = match password {
@@ -350,7 +361,7 @@ impl Issuer {
             subject: Some(user.user_id.to_string()),
             client_id: None,
             session_id: None,
-            source_addr: None,
+            source_addr: source_addr.map(|ip| ip.to_string()),
             detail,
             created_at: now,
         };
@@ -437,6 +448,7 @@ impl Issuer {
                     introspect: true,
                     ..NewClient::default()
                 },
+                None,
             )
             .await?;
         Ok(secret.map(|s| (client.client_id, s)))
@@ -449,7 +461,12 @@ impl Issuer {
 
 impl Issuer {
     /// Rotates the signing key on an admin's request, and records it.
-    pub async fn rotate_keys(&self, actor: &str, force: bool) -> Result<String, Error> {
+    pub async fn rotate_keys(
+        &self,
+        actor: &str,
+        force: bool,
+        source_addr: Option<IpAddr>,
+    ) -> Result<String, Error> {
         let kid = self.keys.rotate(force).await?;
         self.admin_event(
             "key_rotated",
@@ -457,6 +474,7 @@ impl Issuer {
             None,
             None,
             serde_json::json!({"kid": kid}),
+            source_addr,
         )
         .await;
         Ok(kid)
@@ -469,6 +487,7 @@ impl Issuer {
         subject: Option<String>,
         client_id: Option<&str>,
         detail: serde_json::Value,
+        source_addr: Option<IpAddr>,
     ) {
         self.record(crate::model::AuditEvent {
             event_type,
@@ -476,7 +495,7 @@ impl Issuer {
             subject,
             client_id: client_id.map(str::to_owned),
             session_id: None,
-            source_addr: None,
+            source_addr: source_addr.map(|ip| ip.to_string()),
             detail,
             created_at: self.clock.now(),
         })

@@ -1,11 +1,12 @@
 //! The client registry: every client in memory, reloaded through the change feed, and client authentication (RFC 6749 §2.3) without a database round trip. Uses: store, crypto, model.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::throttle::Subject;
+use super::throttle::{Principal, Verdict};
 use super::{Error, Issuer};
 use crate::crypto::secrets::digest_matches;
 use crate::model::{Client, ClientSecretHash};
@@ -100,6 +101,7 @@ impl Issuer {
     pub async fn authenticate_client(
         &self,
         credentials: &ClientCredentials,
+        source_addr: Option<IpAddr>,
     ) -> Result<Arc<Client>, Error> {
         let Some(client) = self.clients.get(&credentials.client_id) else {
             metrics::counter!(crate::metrics::CREDENTIAL_CACHE, "result" => "miss").increment(1);
@@ -107,34 +109,40 @@ impl Issuer {
         };
         metrics::counter!(crate::metrics::CREDENTIAL_CACHE, "result" => "hit").increment(1);
         // Only an operator-chosen (argon2id) secret can be guessed, so only such a client is
-        // throttled. Throttling a 256-bit generated secret would protect nothing and hand
-        // anyone who knows a client id (it is in every token) a way to lock that client out.
-        let throttled = matches!(client.secret, ClientSecretHash::Phc(_));
-        let subject = Subject::Client(&credentials.client_id);
-        if throttled {
-            self.throttle.check(subject).await?;
-        }
+        // throttled, and the attempt is counted before it is verified. Throttling a 256-bit
+        // generated secret would protect nothing and hand anyone who knows a client id (it is
+        // in every token) a way to lock that client out.
+        let attempt = match client.secret {
+            ClientSecretHash::Phc(_) => Some(
+                self.throttle
+                    .reserve(Principal::Client(&credentials.client_id), source_addr)
+                    .await?,
+            ),
+            _ => None,
+        };
         let presented = credentials.secret.as_ref().map(|s| s.expose_secret());
         let valid = match (&client.secret, presented) {
-            (ClientSecretHash::None, None) => true,
-            (ClientSecretHash::Digest(digest), Some(secret)) => digest_matches(secret, digest),
+            (ClientSecretHash::None, None) => Ok(true),
+            (ClientSecretHash::Digest(digest), Some(secret)) => Ok(digest_matches(secret, digest)),
             (ClientSecretHash::Phc(phc), Some(secret)) => {
-                self.passwords.verify(Some(phc), secret).await?
+                self.passwords.verify(Some(phc), secret).await
             }
-            _ => false,
+            _ => Ok(false),
         };
-        if !valid {
-            if throttled {
-                self.throttle.failure(subject).await?;
-            }
+        if let Some(attempt) = attempt {
+            let verdict = match valid {
+                Ok(true) => Verdict::Succeeded,
+                Ok(false) => Verdict::Failed,
+                Err(_) => Verdict::Unverified,
+            };
+            self.throttle.settle(attempt, verdict).await;
+        }
+        if !valid? {
             tracing::info!("client authentication failed");
             return Err(Error::InvalidClient);
         }
         if client.disabled {
             return Err(Error::InvalidClient);
-        }
-        if throttled {
-            self.throttle.success(subject).await?;
         }
         Ok(client)
     }

@@ -239,6 +239,7 @@ impl Issuer {
                 None,
                 None,
                 serde_json::json!({"kid": kid, "automatic": true}),
+                None,
             )
             .await;
         }

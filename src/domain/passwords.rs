@@ -1,5 +1,6 @@
 //! argon2id on a fixed pool of hashing threads, each reusing its own 19 MiB: never on the async runtime, memory bounded at threads x 19 MiB, and a burst of logins queues briefly, then gets 503. Uses: crypto.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +20,8 @@ pub struct PasswordHasher {
     jobs: SyncSender<Job>,
     /// Checked instead of a real hash when the user does not exist, so the answer takes as long.
     dummy_phc: String,
+    /// Verifications started on this pool.
+    verifications: AtomicU64,
 }
 
 impl PasswordHasher {
@@ -53,6 +56,7 @@ impl PasswordHasher {
             max_wait,
             jobs,
             dummy_phc: secrets::hash_password(&dummy),
+            verifications: AtomicU64::new(0),
         }
     }
 
@@ -60,8 +64,17 @@ impl PasswordHasher {
     pub async fn verify(&self, phc: Option<&str>, password: &str) -> Result<bool, Error> {
         let phc = phc.unwrap_or(&self.dummy_phc).to_owned();
         let password = password.to_owned();
+        let verifications = &self.verifications;
         self.run(move |memory| secrets::verify_password_in(&phc, &password, memory))
             .await
+            .inspect(|_| {
+                verifications.fetch_add(1, Ordering::Relaxed);
+            })
+    }
+
+    /// Passwords and secrets verified on this pool so far.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, Error> {
@@ -95,5 +108,13 @@ impl PasswordHasher {
         // Never blocks: a permit is held, and there are as many queue slots as permits.
         self.jobs.send(job).map_err(|_| Error::Busy)?;
         result.await.map_err(|_| Error::Busy)
+    }
+}
+
+impl super::Issuer {
+    /// Passwords and operator-chosen client secrets this instance has verified (argon2id runs):
+    /// what the login throttle bounds.
+    pub fn password_verifications(&self) -> u64 {
+        self.passwords.verifications()
     }
 }

@@ -1,12 +1,13 @@
 //! The token endpoint's grants: client_credentials (RFC 6749 §4.4) and password (§4.3), with scope (§3.3) and audience (RFC 8707) rules. Uses: store, crypto, clock, model.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
 use unicode_normalization::UnicodeNormalization;
 
 use super::keys::AccessTokenRequest;
-use super::throttle::Subject;
+use super::throttle::{Principal, Verdict};
 use super::{Error, Issuer};
 use crate::model::{Client, GrantType, Session};
 
@@ -59,7 +60,7 @@ impl Issuer {
     }
 
     /// RFC 6749 §4.3. Unknown user, wrong password and disabled user are the same
-    /// `invalid_grant` after the same work: a throttle check, a lookup, one argon2id
+    /// `invalid_grant` after the same work: an attempt counted before it is verified, a lookup, one argon2id
     /// verification (against a dummy hash when there is no user) and a recorded failure.
     #[tracing::instrument(skip_all, fields(client_id = %client.client_id))]
     pub async fn password(
@@ -69,6 +70,7 @@ impl Issuer {
         password: &str,
         scope: Option<&str>,
         target: Target<'_>,
+        source_addr: Option<IpAddr>,
     ) -> Result<TokenResponse, Error> {
         if !client.allows(GrantType::Password) {
             return Err(Error::UnauthorizedClient);
@@ -76,23 +78,41 @@ impl Issuer {
         let scope = granted_scope(client, scope)?;
         let audience = audience(client, target)?;
         let key = username_key(username);
-        let subject = Subject::User(&key);
-        self.throttle.check(subject).await?;
-        let user = self.store.find_user_by_username_key(&key).await?;
-        let matches = self
+        // Counted before the hash is verified: parallel guesses get no more tries than
+        // sequential ones.
+        let attempt = self
+            .throttle
+            .reserve(Principal::User(&key), source_addr)
+            .await?;
+        let user = match self.store.find_user_by_username_key(&key).await {
+            Ok(user) => user,
+            Err(error) => {
+                self.throttle.settle(attempt, Verdict::Unverified).await;
+                return Err(error.into());
+            }
+        };
+        let matches = match self
             .passwords
             .verify(user.as_ref().map(|u| u.password_phc.as_str()), password)
-            .await?;
+            .await
+        {
+            Ok(matches) => matches,
+            Err(error) => {
+                self.throttle.settle(attempt, Verdict::Unverified).await;
+                return Err(error);
+            }
+        };
+        let source = source_addr.map(|ip| ip.to_string());
         let user = match user {
             Some(user) if matches && !user.disabled => user,
             _ => {
-                self.throttle.failure(subject).await?;
+                self.throttle.settle(attempt, Verdict::Failed).await;
                 tracing::info!("password login failed");
                 // No username for unknown users: it may be a mistyped password.
                 let mut event = self.event(
                     "login_failed",
                     &client.client_id,
-                    None,
+                    source.as_deref(),
                     serde_json::json!({}),
                 );
                 event.client_id = Some(client.client_id.clone());
@@ -101,7 +121,7 @@ impl Issuer {
                 return Err(Error::InvalidGrant);
             }
         };
-        self.throttle.success(subject).await?;
+        self.throttle.settle(attempt, Verdict::Succeeded).await;
         let now = self.clock.now();
         let session = Session {
             session_id: uuid::Uuid::new_v4(),
@@ -128,7 +148,7 @@ impl Issuer {
         let mut event = self.event(
             "session_created",
             &client.client_id,
-            None,
+            source.as_deref(),
             serde_json::json!({"scope": scope}),
         );
         event.subject = Some(user.user_id.to_string());

@@ -10,6 +10,7 @@ use base64::Engine;
 use secrecy::SecretString;
 
 use super::form::{FormOrJson, OAuthForm, Params};
+use super::source::SourceAddr;
 use super::{ApiError, AppState};
 use crate::domain::{AuthMethod, ClientCredentials, Error};
 use crate::model::Client;
@@ -71,6 +72,7 @@ impl<F: ClientForm + Send> FromRequest<AppState> for ClientAuthorization<F> {
     async fn from_request(request: Request, app: &AppState) -> Result<Self, Self::Rejection> {
         // Parsed now, but reported only after the body and the form's own checks, as before.
         let basic = basic(request.headers());
+        let source = SourceAddr::of(request.headers(), request.extensions(), app);
         let params = if F::JSON {
             FormOrJson::from_request(request, app)
                 .await
@@ -88,7 +90,7 @@ impl<F: ClientForm + Send> FromRequest<AppState> for ClientAuthorization<F> {
         let basic = credentials.method == AuthMethod::Basic;
         let client = app
             .issuer
-            .authenticate_client(&credentials)
+            .authenticate_client(&credentials, source.0)
             .await
             .map_err(|e| Rejection::Client(ApiError::from(e).with_basic_challenge(basic)))?;
         Ok(Self {
@@ -189,9 +191,10 @@ impl FromRequestParts<AppState> for AdminClient {
             secret: Some(secret),
             method: AuthMethod::Basic,
         };
+        let source = SourceAddr::of(&parts.headers, &parts.extensions, app);
         let client = app
             .issuer
-            .authenticate_client(&credentials)
+            .authenticate_client(&credentials, source.0)
             .await
             .map_err(|e| ApiError::from(e).with_basic_challenge(true))?;
         if !client.is_admin {

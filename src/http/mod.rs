@@ -40,6 +40,7 @@ mod metrics;
 mod openapi;
 mod refresh;
 mod revoke;
+pub mod source;
 mod token;
 
 pub use error::ApiError;
@@ -58,6 +59,8 @@ pub struct AppState {
     jwks_cache_control: axum::http::HeaderValue,
     /// GET /openapi.json, rendered once.
     openapi: bytes::Bytes,
+    /// Whose `X-Forwarded-For` names the source address (`source.rs`).
+    trusted_proxies: Arc<source::TrustedProxies>,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
             metrics: crate::metrics::handle(),
             jwks_cache_control,
             openapi: openapi::document(),
+            trusted_proxies: Arc::default(),
         }
     }
 }

@@ -1,8 +1,6 @@
 //! POST /refresh: the `refresh_token` grant, its body a form or a JSON object (CONTRACT: POST /refresh), answered as POST /token answers. Uses: domain.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::response::Response;
 use utoipa::ToSchema;
 
@@ -10,6 +8,7 @@ use super::AppState;
 use super::auth::{ClientAuthorization, ClientForm, Rejection};
 use super::error::{BAD_REQUEST, ErrorResponses, TOO_LARGE, UNAUTHORIZED, UNAVAILABLE};
 use super::form::{Params, require};
+use super::source::SourceAddr;
 use super::token::respond;
 use crate::domain::Error;
 use crate::domain::token::{Target, TokenResponse};
@@ -67,7 +66,7 @@ impl ClientForm for RefreshRequest {
 )]
 pub async fn post(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    source: SourceAddr,
     request: Result<ClientAuthorization<RefreshRequest>, Rejection>,
 ) -> Response {
     let request = match request {
@@ -81,9 +80,15 @@ pub async fn post(
             resource: form.resource.as_deref(),
             audience: form.audience.as_deref(),
         };
-        let source = peer.ip().to_string();
+        let source = source.text();
         app.issuer
-            .refresh(client, token, form.scope.as_deref(), target, Some(&source))
+            .refresh(
+                client,
+                token,
+                form.scope.as_deref(),
+                target,
+                source.as_deref(),
+            )
             .await
     }
     .await

@@ -1,9 +1,7 @@
 //! POST /revoke: token revocation (RFC 7009) and the admin selectors (a subject, a client, a session, a key). Uses: domain.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -13,6 +11,7 @@ use super::error::{
     UNAVAILABLE,
 };
 use super::form::Params;
+use super::source::SourceAddr;
 use super::{ApiError, AppState};
 use crate::domain::Error;
 use crate::domain::revoke::{RevocationSummary, Selector};
@@ -102,11 +101,11 @@ impl From<RevocationSummary> for RevokeAnswer {
 )]
 pub async fn post(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    source: SourceAddr,
     request: ClientAuthorization<RevokeRequest>,
 ) -> Result<Json<RevokeAnswer>, ApiError> {
     let ClientAuthorization { client, form, .. } = &request;
-    let source = peer.ip().to_string();
+    let source = source.text();
     async {
         let selectors = [
             form.subject.clone().map(Selector::Subject),
@@ -138,7 +137,7 @@ pub async fn post(
                     ));
                 }
                 app.issuer
-                    .revoke_token(client, token, Some(&source))
+                    .revoke_token(client, token, source.as_deref())
                     .await?;
                 // RFC 7009 §2.2: 200 whether or not there was anything to revoke; the client
                 // ignores the body, an empty object here, so every answer is JSON.
@@ -151,7 +150,7 @@ pub async fn post(
                 let selector = chosen.pop().expect("one selector");
                 let summary = app
                     .issuer
-                    .revoke_selector(&client.client_id, selector, disable, Some(&source))
+                    .revoke_selector(&client.client_id, selector, disable, source.as_deref())
                     .await?;
                 Ok(summary.into())
             }

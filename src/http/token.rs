@@ -1,9 +1,7 @@
 //! POST /token (RFC 6749 §3.2, §4.3, §4.4, §5, §6): parameters in, token or OAuth error out, never cached; its answer, shared with POST /refresh. Uses: domain.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::ToSchema;
@@ -12,6 +10,7 @@ use utoipa::openapi::{Object, ObjectBuilder, Type};
 use super::auth::{ClientAuthorization, ClientForm, Rejection};
 use super::error::{BAD_REQUEST, ErrorResponses, SLOW_DOWN, TOO_LARGE, UNAUTHORIZED, UNAVAILABLE};
 use super::form::{Params, require};
+use super::source::SourceAddr;
 use super::{ApiError, AppState};
 use crate::domain::Error;
 use crate::domain::token::{Target, TokenResponse};
@@ -86,11 +85,13 @@ impl ClientForm for TokenRequest {
 )]
 pub async fn post(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    source: SourceAddr,
     request: Result<ClientAuthorization<TokenRequest>, Rejection>,
 ) -> Response {
     let result = match request {
-        Ok(request) => grant(&app, peer, &request).await.map_err(Rejection::Client),
+        Ok(request) => grant(&app, source, &request)
+            .await
+            .map_err(Rejection::Client),
         Err(rejection) => Err(rejection),
     };
     respond(result)
@@ -98,7 +99,7 @@ pub async fn post(
 
 async fn grant(
     app: &AppState,
-    peer: SocketAddr,
+    source: SourceAddr,
     request: &ClientAuthorization<TokenRequest>,
 ) -> Result<TokenResponse, ApiError> {
     let ClientAuthorization { client, form, .. } = request;
@@ -116,14 +117,14 @@ async fn grant(
                 let username = require(&form.username, "username")?;
                 let password = require(&form.password, "password")?;
                 app.issuer
-                    .password(client, username, password, scope, target)
+                    .password(client, username, password, scope, target, source.0)
                     .await
             }
             Some(GrantType::RefreshToken) => {
                 let token = require(&form.refresh_token, "refresh_token")?;
-                let source = peer.ip().to_string();
+                let source = source.text();
                 app.issuer
-                    .refresh(client, token, scope, target, Some(&source))
+                    .refresh(client, token, scope, target, source.as_deref())
                     .await
             }
             None => Err(Error::UnsupportedGrantType),

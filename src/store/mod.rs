@@ -39,7 +39,7 @@ pub use postgres::PgStore;
 pub use revocations::RevocationStore;
 pub use sessions::{Consumed, SessionAdded, SessionRevocation, SessionStore};
 pub use sqlite::SqliteStore;
-pub use throttle::ThrottleStore;
+pub use throttle::{Reservation, ThrottleRule, ThrottleStore};
 pub use users::UserStore;
 
 /// What every layer above needs from the database. Multi-statement invariants are single

@@ -10,4 +10,5 @@ mod refresh;
 mod revoke;
 mod storage;
 mod store_contract;
+mod throttle;
 mod token;

@@ -17,6 +17,7 @@ use crate::http::error::{
     UNAVAILABLE,
 };
 use crate::http::form::JsonBody;
+use crate::http::source::SourceAddr;
 use crate::http::{ApiError, AppState};
 use crate::model::Client;
 
@@ -102,6 +103,7 @@ pub struct NewSecret {
 )]
 pub async fn create(
     State(app): State<AppState>,
+    source: SourceAddr,
     AdminClient(admin): AdminClient,
     JsonBody(body): JsonBody<CreateClient>,
 ) -> Result<Response, ApiError> {
@@ -119,6 +121,7 @@ pub async fn create(
                 admin: body.admin,
                 introspect: body.introspect,
             },
+            source.0,
         )
         .await?;
     let view = ClientView::new(client, secret.map(|s| s.expose().to_owned()));
@@ -163,13 +166,14 @@ pub struct UpdateClient {
 )]
 pub async fn update(
     State(app): State<AppState>,
+    source: SourceAddr,
     AdminClient(admin): AdminClient,
     Path(client_id): Path<String>,
     JsonBody(body): JsonBody<UpdateClient>,
 ) -> Result<Json<ClientView>, ApiError> {
     let client = app
         .issuer
-        .set_client_disabled(&admin.client_id, &client_id, body.disabled)
+        .set_client_disabled(&admin.client_id, &client_id, body.disabled, source.0)
         .await?;
     Ok(Json(ClientView::new(client, None)))
 }
@@ -185,12 +189,13 @@ pub async fn update(
 )]
 pub async fn rotate_secret(
     State(app): State<AppState>,
+    source: SourceAddr,
     AdminClient(admin): AdminClient,
     Path(client_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let secret = app
         .issuer
-        .rotate_client_secret(&admin.client_id, &client_id)
+        .rotate_client_secret(&admin.client_id, &client_id, source.0)
         .await?;
     let body = NewSecret {
         client_id,

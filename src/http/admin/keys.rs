@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use crate::domain::keys::KeyInfo;
 use crate::http::auth::AdminClient;
 use crate::http::error::{ErrorBody, ErrorResponses, FORBIDDEN, UNAUTHORIZED, UNAVAILABLE};
+use crate::http::source::SourceAddr;
 use crate::http::{ApiError, AppState};
 
 /// The answer of GET /admin/keys.
@@ -46,8 +47,12 @@ pub async fn list(State(app): State<AppState>, _admin: AdminClient) -> Json<KeyL
 )]
 pub async fn rotate(
     State(app): State<AppState>,
+    source: SourceAddr,
     AdminClient(admin): AdminClient,
 ) -> Result<Json<Rotated>, ApiError> {
-    let kid = app.issuer.rotate_keys(&admin.client_id, false).await?;
+    let kid = app
+        .issuer
+        .rotate_keys(&admin.client_id, false, source.0)
+        .await?;
     Ok(Json(Rotated { kid }))
 }

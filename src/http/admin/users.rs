@@ -14,6 +14,7 @@ use crate::http::error::{
     UNAVAILABLE,
 };
 use crate::http::form::JsonBody;
+use crate::http::source::SourceAddr;
 use crate::http::{ApiError, AppState};
 use crate::model::User;
 
@@ -73,12 +74,13 @@ impl From<User> for UserView {
 )]
 pub async fn create(
     State(app): State<AppState>,
+    source: SourceAddr,
     AdminClient(admin): AdminClient,
     JsonBody(body): JsonBody<CreateUser>,
 ) -> Result<Response, ApiError> {
     let user = app
         .issuer
-        .create_user(&admin.client_id, &body.username, &body.password)
+        .create_user(&admin.client_id, &body.username, &body.password, source.0)
         .await?;
     Ok((StatusCode::CREATED, Json(UserView::from(user))).into_response())
 }
@@ -95,6 +97,7 @@ pub async fn create(
 )]
 pub async fn update(
     State(app): State<AppState>,
+    source: SourceAddr,
     AdminClient(admin): AdminClient,
     Path(user_id): Path<String>,
     JsonBody(body): JsonBody<UpdateUser>,
@@ -106,6 +109,7 @@ pub async fn update(
             &user_id,
             body.disabled,
             body.password.as_deref(),
+            source.0,
         )
         .await?;
     Ok(Json(user.into()))

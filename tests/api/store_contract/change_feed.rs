@@ -317,12 +317,18 @@ async fn user_session_audit_and_throttle_writes_announce_nothing(backend: Backen
         .add_audit_event(&audit("login_failed", now))
         .await
         .unwrap();
+    let rule = tessera::store::ThrottleRule {
+        key: [1; 32],
+        threshold: 1,
+        window: Duration::from_secs(60),
+        first_block: Duration::from_secs(30),
+        max_block: Duration::from_secs(30),
+    };
+    store.reserve_attempt(&[rule], now).await.unwrap();
     store
-        .record_failure(&[1; 32], now, Duration::from_secs(60))
+        .refund_attempt(&[1; 32], true, Some(now + secs(30)), now)
         .await
         .unwrap();
-    store.block(&[1; 32], now + secs(30)).await.unwrap();
-    store.clear_failures(&[1; 32]).await.unwrap();
     store.purge_batch(now, now, 100).await.unwrap();
     assert_eq!(versions(&fx).await, after_client);
 }

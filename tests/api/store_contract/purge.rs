@@ -90,14 +90,19 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
 
     // Throttle rows: stale, blocked for another hour, and blocked long ago.
     let (stale, blocked, was_blocked) = ([1u8; 32], [2u8; 32], [3u8; 32]);
-    for key in [&stale, &blocked, &was_blocked] {
-        store
-            .record_failure(key, now - 3 * day, WINDOW)
-            .await
-            .unwrap();
-    }
-    store.block(&blocked, now + secs(3600)).await.unwrap();
-    store.block(&was_blocked, now - 2 * day).await.unwrap();
+    let rule = |key: [u8; 32], threshold, block: Duration| tessera::store::ThrottleRule {
+        key,
+        threshold,
+        window: WINDOW,
+        first_block: StdDuration::try_from(block).unwrap(),
+        max_block: StdDuration::try_from(block).unwrap(),
+    };
+    let rules = [
+        rule(stale, 2, secs(1)),
+        rule(blocked, 1, 3 * day + secs(3600)),
+        rule(was_blocked, 1, day),
+    ];
+    store.reserve_attempt(&rules, now - 3 * day).await.unwrap();
 
     let touched = store.purge_batch(now, now - secs(300), 100).await.unwrap();
     // 1 successor erased, 1 idle token, 2 sessions, 1 revocation, 2 throttle rows.
@@ -132,8 +137,8 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
     assert_eq!(fx.count("select count(*) from revocation").await, 2);
     assert_eq!(fx.count("select count(*) from login_throttle").await, 1);
     assert_eq!(
-        store.find_throttle(&blocked).await.unwrap(),
-        Some(now + secs(3600))
+        store.list_throttle_changes(now - 4 * day).await.unwrap(),
+        [(blocked.to_vec(), Some(now + secs(3600)))]
     );
     // Users, clients and the audit log are never purged.
     assert_eq!(fx.count("select count(*) from user_account").await, 1);
