@@ -167,9 +167,20 @@ impl Issuer {
                 &successor_aad(session_id, &digest),
             )
             .map_err(|e| Error::crypto(format!("sealing a successor: {e}")))?;
+        // Every rotation is audited, by the rotation's own statement.
+        let event = AuditEvent {
+            event_type: "refresh",
+            actor: Some(client.client_id.clone()),
+            subject: Some(record.user_id.to_string()),
+            client_id: Some(client.client_id.clone()),
+            session_id: Some(session_id),
+            source_addr: source_addr.map(str::to_owned),
+            detail: serde_json::json!({ "scope": scope }),
+            created_at: now,
+        };
         match self
             .store
-            .consume_refresh_token(&digest, &next, &sealed, now)
+            .consume_refresh_token(&digest, &next, &sealed, now, &event)
             .await?
         {
             Consumed::Rotated => {

@@ -225,6 +225,71 @@ async fn reuse_after_the_window_revokes_the_session(backend: Backend) {
     assert_eq!(detail, 0, "no token in the audit log");
 }
 
+/// The `refresh` events of a session, as GET /admin/audit lists them.
+async fn refresh_events(app: &TestApp, session: &str) -> Vec<Value> {
+    let response = app.admin_get("/admin/audit?type=refresh&limit=100").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["session_id"] == session)
+        .cloned()
+        .collect()
+}
+
+async fn every_rotation_is_audited_once(backend: Backend) {
+    let app = Arc::new(TestApp::spawn(backend).await);
+    let login = login(&app).await;
+    let session = sid(&login.access_token);
+    // Eight presentations at once: one rotation, the others lose the race (retries).
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (app, client, token) = (
+            Arc::clone(&app),
+            login.client.clone(),
+            login.refresh_token.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            refresh(&app, &client, &token).await.status()
+        }));
+    }
+    let statuses = join_all(tasks).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let events = refresh_events(&app, &session).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event["client_id"], login.client.0.as_str());
+    assert_eq!(event["source_addr"], "127.0.0.1");
+    assert_eq!(event["detail"], json!({ "scope": "read write" }));
+    let access: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            login.access_token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        event["subject"], access["sub"],
+        "the subject is the user id"
+    );
+
+    // Reuse after the window records its own event, and no `refresh` one.
+    app.clock.advance(time::Duration::seconds(11));
+    assert_error(
+        refresh(&app, &login.client, &login.refresh_token).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(refresh_events(&app, &session).await.len(), 1);
+}
+
 async fn a_retry_after_the_successor_was_used_is_reuse(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let login = login(&app).await;
@@ -560,6 +625,7 @@ both_backends!(
     a_retry_inside_the_window_gets_the_same_successor,
     reuse_after_the_window_revokes_the_session,
     a_retry_after_the_successor_was_used_is_reuse,
+    every_rotation_is_audited_once,
     concurrent_refreshes_without_a_window,
     concurrent_refreshes_inside_the_window,
     idle_and_absolute_expiry,

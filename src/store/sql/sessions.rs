@@ -90,8 +90,9 @@ macro_rules! session_store {
                     successor: &NewRefreshToken,
                     successor_ciphertext: &[u8],
                     now: OffsetDateTime,
+                    audit: &AuditEvent,
                 ) -> Result<Consumed, StoreError> {
-                    self.consume(digest, successor, successor_ciphertext, now)
+                    self.consume(digest, successor, successor_ciphertext, now, audit)
                         .await
                 }
 
