@@ -39,7 +39,7 @@ impl PgStore {
         &self,
         digest: &[u8; 32],
         successor: &NewRefreshToken,
-        successor_ciphertext: &[u8],
+        successor_ciphertext: Option<&[u8]>,
         now: OffsetDateTime,
         audit: &AuditEvent,
     ) -> Result<Consumed, StoreError> {

@@ -88,7 +88,7 @@ macro_rules! session_store {
                     &self,
                     digest: &[u8; 32],
                     successor: &NewRefreshToken,
-                    successor_ciphertext: &[u8],
+                    successor_ciphertext: Option<&[u8]>,
                     now: OffsetDateTime,
                     audit: &AuditEvent,
                 ) -> Result<Consumed, StoreError> {

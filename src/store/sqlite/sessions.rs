@@ -26,7 +26,7 @@ impl SqliteStore {
         &self,
         digest: &[u8; 32],
         successor: &NewRefreshToken,
-        successor_ciphertext: &[u8],
+        successor_ciphertext: Option<&[u8]>,
         now: OffsetDateTime,
         audit: &AuditEvent,
     ) -> Result<Consumed, StoreError> {

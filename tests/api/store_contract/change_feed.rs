@@ -312,7 +312,7 @@ async fn user_session_audit_and_throttle_writes_announce_nothing(backend: Backen
         .consume_refresh_token(
             &super::digest(1),
             &token(&session, 2, now),
-            b"sealed",
+            Some(b"sealed"),
             now,
             &rotation_event(&session, now),
         )

@@ -37,7 +37,7 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
         .consume_refresh_token(
             &digest(2),
             &token(&live, 3, now - secs(600)),
-            b"sealed 3",
+            Some(b"sealed 3"),
             now - secs(600),
             &rotation_event(&live, now - secs(600)),
         )
@@ -156,7 +156,7 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
         .consume_refresh_token(
             &digest(3),
             &token(&live, 5, now),
-            b"sealed 5",
+            Some(b"sealed 5"),
             now,
             &rotation_event(&live, now),
         )
@@ -183,7 +183,7 @@ async fn sealed_successors_stay_within_the_window(backend: Backend) {
         .consume_refresh_token(
             &digest(1),
             &token(&session, 2, now - secs(30)),
-            b"sealed",
+            Some(b"sealed"),
             now - secs(30),
             &rotation_event(&session, now - secs(30)),
         )

@@ -34,7 +34,7 @@ async fn rotates(fx: &Fixture, session: &Session, from: u8, at: time::OffsetDate
         .consume_refresh_token(
             &super::digest(from),
             &successor,
-            b"sealed",
+            Some(b"sealed"),
             at,
             &rotation_event(session, at),
         )

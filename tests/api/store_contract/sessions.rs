@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tessera::model::{AuditFilter, NewRefreshToken, RevocationKind, Session};
+use tessera::model::{AuditFilter, NewRefreshToken, RefreshTokenState, RevocationKind, Session};
 
 use super::{Fixture, audit, digest, rotation_event, secs, session, t0, token};
 use crate::both_backends;
@@ -150,7 +150,7 @@ async fn consume(
         .consume_refresh_token(
             &digest(from),
             &successor,
-            &[to; 16],
+            Some(&[to; 16]),
             at,
             &rotation_event(session, at),
         )
@@ -175,7 +175,7 @@ async fn a_token_is_consumed_once(backend: Backend) {
         .consume_refresh_token(
             &digest(1),
             &narrowed,
-            b"sealed 2",
+            Some(b"sealed 2"),
             now + secs(1),
             &rotation_event(&session, now + secs(1)),
         )
@@ -231,6 +231,49 @@ async fn a_token_is_consumed_once(backend: Backend) {
 
     // One `refresh` event per rotation (two), none for the refused attempts.
     assert_eq!(refresh_events(&fx, &session).await, 2);
+}
+
+/// Without a retry window (grace 0) a rotation keeps no sealed successor.
+async fn a_rotation_may_seal_nothing(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let now = t0();
+    let session = fx.session(&client, &user, 1, now).await;
+    let successor = token(&session, 2, now + secs(1));
+    let rotated = fx
+        .store()
+        .consume_refresh_token(
+            &digest(1),
+            &successor,
+            None,
+            now + secs(1),
+            &rotation_event(&session, now + secs(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated, Consumed::Rotated);
+    let consumed = fx
+        .store()
+        .find_refresh_token(session.session_id, &digest(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let RefreshTokenState::Consumed { at, successor } = consumed.state else {
+        panic!("consumed: {:?}", consumed.state);
+    };
+    assert_eq!(at, now + secs(1));
+    assert_eq!(successor.sealed, None);
+    assert!(successor.unused);
+    assert_eq!(
+        rows(
+            &fx,
+            "refresh_token",
+            &session,
+            "successor_ciphertext is not null"
+        )
+        .await,
+        0
+    );
 }
 
 /// The `refresh` audit events of `session`.
@@ -404,7 +447,13 @@ async fn concurrent_consumes_have_one_winner(backend: Backend) {
             let event = rotation_event(&session, now + secs(1));
             tokio::spawn(async move {
                 store
-                    .consume_refresh_token(&digest(1), &successor, &[i; 16], now + secs(1), &event)
+                    .consume_refresh_token(
+                        &digest(1),
+                        &successor,
+                        Some(&[i; 16]),
+                        now + secs(1),
+                        &event,
+                    )
                     .await
                     .unwrap()
             })
@@ -443,6 +492,7 @@ both_backends!(
     refresh_tokens_are_found_by_session_and_digest,
     a_token_is_consumed_once,
     a_rotation_records_its_audit_event,
+    a_rotation_may_seal_nothing,
     a_revoked_session_consumes_nothing,
     a_session_is_revoked_once,
     concurrent_consumes_have_one_winner,
