@@ -160,16 +160,33 @@ impl Issuer {
         let scope = narrowed_scope(&record.scope, scope)?;
 
         let (successor, next) = self.new_refresh_token(session_id, &scope, now);
-        let sealed = self
-            .master_key
-            .seal(
-                successor.expose().as_bytes(),
-                &successor_aad(session_id, &digest),
+        // Grace 0 has no retry window: no successor is ever handed back, so none is sealed.
+        let sealed = if self.policy.refresh_reuse_grace.is_zero() {
+            None
+        } else {
+            Some(
+                self.master_key
+                    .seal(
+                        successor.expose().as_bytes(),
+                        &successor_aad(session_id, &digest),
+                    )
+                    .map_err(|e| Error::crypto(format!("sealing a successor: {e}")))?,
             )
-            .map_err(|e| Error::crypto(format!("sealing a successor: {e}")))?;
+        };
+        // Every rotation is audited, by the rotation's own statement.
+        let event = AuditEvent {
+            event_type: "refresh",
+            actor: Some(client.client_id.clone()),
+            subject: Some(record.user_id.to_string()),
+            client_id: Some(client.client_id.clone()),
+            session_id: Some(session_id),
+            source_addr: source_addr.map(str::to_owned),
+            detail: serde_json::json!({ "scope": scope }),
+            created_at: now,
+        };
         match self
             .store
-            .consume_refresh_token(&digest, &next, &sealed, now)
+            .consume_refresh_token(&digest, &next, sealed.as_deref(), now, &event)
             .await?
         {
             Consumed::Rotated => {
@@ -190,12 +207,16 @@ impl Issuer {
             Consumed::NotLive => {}
         }
         // Another request consumed it first (or it was revoked meanwhile): judge it as consumed,
-        // under the scope this request was narrowed to.
+        // under the scope this request was narrowed to. The window is judged against a clock
+        // reading taken now, after the race was decided: `now` was read before the winner
+        // consumed the token, so against its consume time it would fall inside any window, even
+        // a window of 0.
         let record = self
             .store
             .find_refresh_token(session_id, &digest)
             .await?
             .ok_or(Error::InvalidGrant)?;
+        let now = self.clock.now();
         if !matches!(record.state, RefreshTokenState::Consumed { .. }) {
             return Err(Error::InvalidGrant);
         }

@@ -90,7 +90,9 @@ impl RefreshTokenRecord {
         self.idle_expires_at.min(self.session_expires_at)
     }
 
-    /// What `client_id` presenting this token at `now` gets, with `grace` the retry window.
+    /// What `client_id` presenting this token at `now` gets, with `grace` the retry window
+    /// (zero: none). `now` is a clock reading taken after this record was read, so it is never
+    /// earlier than a consume the record shows.
     /// `open` unseals a successor (`None` if it cannot be opened); it is only called for a
     /// retry inside the window whose successor is unused, and a successor that does not open
     /// is reuse. The order is the security argument: another client's token is refused
@@ -110,7 +112,10 @@ impl RefreshTokenRecord {
         match &self.state {
             RefreshTokenState::Revoked { .. } => Verdict::Reject,
             RefreshTokenState::Consumed { at, successor } => {
-                let within_window = now < *at + grace;
+                // `now` must be read after the consume was recorded (the caller's duty), or a
+                // presentation that lost the race to consume would fall inside any window. A
+                // window of 0 is none: every presentation after the first is reuse.
+                let within_window = !grace.is_zero() && now < *at + grace;
                 let earned = successor
                     .sealed
                     .as_deref()
@@ -259,6 +264,27 @@ mod tests {
         for (case, token, client, now, open, expected) in cases {
             assert_eq!(
                 token.judge(client, at(now), GRACE, open),
+                expected,
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn grace_zero_has_no_window() {
+        // (case, token, now, verdict) with a window of 0: every presentation of a consumed token
+        // is reuse, whatever the clock reads and whatever is sealed.
+        #[rustfmt::skip]
+        let cases: Vec<(&str, RefreshTokenRecord, i64, Verdict<'static>)> = vec![
+            ("valid", token(RefreshTokenState::Valid), 100, Verdict::Rotate),
+            ("consumed at this very instant", token(consumed(100, true, true, None)), 100, reuse(100, false)),
+            ("consumed a second ago", token(consumed(99, true, true, None)), 100, reuse(99, false)),
+            ("a reading older than the consume", token(consumed(100, true, true, None)), 99, reuse(100, false)),
+            ("nothing sealed", token(consumed(100, false, true, None)), 100, reuse(100, false)),
+        ];
+        for (case, token, now, expected) in cases {
+            assert_eq!(
+                token.judge("app", at(now), Duration::ZERO, opens),
                 expected,
                 "{case}"
             );

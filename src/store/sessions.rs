@@ -49,14 +49,16 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
 
     /// Rotation, in one transaction that locks the session: consumes the token (keeping its
-    /// successor sealed for the retry window) and stores the successor, only while the token
-    /// is unconsumed and unrevoked and the session unrevoked.
+    /// successor sealed for the retry window, if there is one), stores the successor and records `audit` (the
+    /// rotation's `refresh` event), only while the token is unconsumed and unrevoked and the
+    /// session unrevoked. A rotation that does not happen records nothing.
     async fn consume_refresh_token(
         &self,
         digest: &[u8; 32],
         successor: &NewRefreshToken,
-        successor_ciphertext: &[u8],
+        successor_ciphertext: Option<&[u8]>,
         now: OffsetDateTime,
+        audit: &AuditEvent,
     ) -> Result<Consumed, StoreError>;
 
     /// Revokes a session and every refresh token in it, records a `session` revocation (for

@@ -225,6 +225,71 @@ async fn reuse_after_the_window_revokes_the_session(backend: Backend) {
     assert_eq!(detail, 0, "no token in the audit log");
 }
 
+/// The `refresh` events of a session, as GET /admin/audit lists them.
+async fn refresh_events(app: &TestApp, session: &str) -> Vec<Value> {
+    let response = app.admin_get("/admin/audit?type=refresh&limit=100").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["session_id"] == session)
+        .cloned()
+        .collect()
+}
+
+async fn every_rotation_is_audited_once(backend: Backend) {
+    let app = Arc::new(TestApp::spawn(backend).await);
+    let login = login(&app).await;
+    let session = sid(&login.access_token);
+    // Eight presentations at once: one rotation, the others lose the race (retries).
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (app, client, token) = (
+            Arc::clone(&app),
+            login.client.clone(),
+            login.refresh_token.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            refresh(&app, &client, &token).await.status()
+        }));
+    }
+    let statuses = join_all(tasks).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let events = refresh_events(&app, &session).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event["client_id"], login.client.0.as_str());
+    assert_eq!(event["source_addr"], "127.0.0.1");
+    assert_eq!(event["detail"], json!({ "scope": "read write" }));
+    let access: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            login.access_token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        event["subject"], access["sub"],
+        "the subject is the user id"
+    );
+
+    // Reuse after the window records its own event, and no `refresh` one.
+    app.clock.advance(time::Duration::seconds(11));
+    assert_error(
+        refresh(&app, &login.client, &login.refresh_token).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(refresh_events(&app, &session).await.len(), 1);
+}
+
 async fn a_retry_after_the_successor_was_used_is_reuse(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let login = login(&app).await;
@@ -282,6 +347,122 @@ async fn concurrent_refreshes_without_a_window(backend: Backend) {
     );
     // The others were reuse: the session is revoked, the winner's successor with it.
     assert_eq!(live_tokens(&app.db, &session).await, 0);
+}
+
+/// Moves `app`'s clock forward a millisecond at a time, as a real clock moves under concurrent
+/// requests, until the returned guard is dropped.
+struct Ticking(
+    Arc<std::sync::atomic::AtomicBool>,
+    Option<std::thread::JoinHandle<()>>,
+);
+
+impl Ticking {
+    fn start(clock: Arc<tessera::clock::MockClock>) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                clock.advance(time::Duration::milliseconds(1));
+                std::thread::yield_now();
+            }
+        });
+        Self(stop, Some(thread))
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.1.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Grace 0 has no window: of a burst of presentations of one token, exactly one rotates and
+/// every other one is reuse, which revokes the session; never a second 200, whatever the order
+/// in which the requests read the clock.
+async fn grace_zero_answers_one_burst_once(backend: Backend) {
+    let db = Arc::new(TestDb::new(backend).await);
+    let app = Arc::new(TestApp::spawn_on(db, |s| s.set("refresh_reuse_grace", "0")).await);
+    let login = login(&app).await;
+    let mut token = login.refresh_token.clone();
+    let mut session = sid(&login.access_token);
+    for round in 0..30 {
+        if round > 0 {
+            let body: Value = app
+                .token(
+                    Some((&login.client.0, &login.client.1)),
+                    &[
+                        ("grant_type", "password"),
+                        ("username", "ivan"),
+                        ("password", "ivan's password"),
+                    ],
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            token = body["refresh_token"].as_str().unwrap().to_owned();
+            session = sid(body["access_token"].as_str().unwrap());
+        }
+        let ticking = Ticking::start(Arc::clone(&app.clock));
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (app, client, token, barrier) = (
+                Arc::clone(&app),
+                login.client.clone(),
+                token.clone(),
+                Arc::clone(&barrier),
+            );
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                refresh(&app, &client, &token).await.status()
+            }));
+        }
+        let statuses = join_all(tasks).await;
+        drop(ticking);
+        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(ok, 1, "round {round}: {statuses:?}");
+        assert!(
+            statuses
+                .iter()
+                .all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST),
+            "round {round}: {statuses:?}"
+        );
+        // The other seven presented a consumed token: reuse, the session is revoked.
+        assert_eq!(
+            app.db
+                .scalar(&format!(
+                    "select count(*) from session where session_id = '{session}' and revoked_at is not null"
+                ))
+                .await,
+            1,
+            "round {round}"
+        );
+        assert_eq!(live_tokens(&app.db, &session).await, 0);
+        // One rotation, one `refresh` event.
+        assert_eq!(
+            app.db
+                .scalar(&format!(
+                    "select count(*) from audit_event where event_type = 'refresh' and session_id = '{session}'"
+                ))
+                .await,
+            1,
+            "round {round}"
+        );
+        // Grace 0 keeps no sealed successor.
+        assert_eq!(
+            app.db
+                .scalar(&format!(
+                    "select count(*) from refresh_token where session_id = '{session}' and successor_ciphertext is not null"
+                ))
+                .await,
+            0,
+            "round {round}"
+        );
+    }
 }
 
 async fn concurrent_refreshes_inside_the_window(backend: Backend) {
@@ -560,7 +741,9 @@ both_backends!(
     a_retry_inside_the_window_gets_the_same_successor,
     reuse_after_the_window_revokes_the_session,
     a_retry_after_the_successor_was_used_is_reuse,
+    every_rotation_is_audited_once,
     concurrent_refreshes_without_a_window,
+    grace_zero_answers_one_burst_once,
     concurrent_refreshes_inside_the_window,
     idle_and_absolute_expiry,
     another_clients_token_is_refused_and_left_alone,

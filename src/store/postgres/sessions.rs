@@ -3,12 +3,13 @@
 use time::OffsetDateTime;
 
 use super::PgStore;
-use crate::model::NewRefreshToken;
-use crate::store::rows::{DbTime, DbUuid};
+use crate::model::{AuditEvent, NewRefreshToken};
+use crate::store::rows::{DbTime, DbUuid, JsonText};
 use crate::store::sql::sessions::session_store;
 use crate::store::{Consumed, StoreError};
 
-/// Consumes the presented token and inserts its successor, in one statement.
+/// Consumes the presented token, inserts its successor and records the rotation's audit event,
+/// in one statement.
 const CONSUME: &str = "with live as (
          select session_id from session
          where session_id = $1 and revoked_at is null
@@ -23,6 +24,9 @@ const CONSUME: &str = "with live as (
          update refresh_token set successor_ciphertext = null
          where session_id = (select session_id from consumed) and successor_digest = $2
            and successor_ciphertext is not null
+     ), audited as (
+         insert into audit_event (created_at, event_type, actor, subject, client_id, session_id, source_addr, detail)
+         select $9, $10, $11, $12, $13, session_id, $14, $15 from consumed
      )
      insert into refresh_token (session_id, token_digest, scope, created_at, idle_expires_at)
      select session_id, $4, $6, $7, $8 from consumed";
@@ -35,8 +39,9 @@ impl PgStore {
         &self,
         digest: &[u8; 32],
         successor: &NewRefreshToken,
-        successor_ciphertext: &[u8],
+        successor_ciphertext: Option<&[u8]>,
         now: OffsetDateTime,
+        audit: &AuditEvent,
     ) -> Result<Consumed, StoreError> {
         // One statement, so one round trip and one implicit transaction: lock the session row
         // (concurrent refreshes of one session queue there; an offboarding that revoked it
@@ -45,7 +50,8 @@ impl PgStore {
         // another finds the token consumed when its update re-checks the row, and inserts
         // nothing. The predecessor's sealed successor (the presented token) is erased at once:
         // now that it is used, a retry of the predecessor is reuse and never gets it back. Only
-        // this session's rows are touched.
+        // this session's rows are touched. The rotation's audit event is written by the same
+        // statement, from the consumed row: no extra round trip, and none without a rotation.
         let inserted = sqlx::query(CONSUME)
             .bind(DbUuid(successor.session_id))
             .bind(&digest[..])
@@ -55,6 +61,13 @@ impl PgStore {
             .bind(&successor.scope)
             .bind(DbTime(successor.created_at))
             .bind(DbTime(successor.idle_expires_at))
+            .bind(DbTime(audit.created_at))
+            .bind(audit.event_type)
+            .bind(&audit.actor)
+            .bind(&audit.subject)
+            .bind(&audit.client_id)
+            .bind(&audit.source_addr)
+            .bind(JsonText(audit.detail.to_string()))
             .execute(&self.pool)
             .await?
             .rows_affected();

@@ -88,10 +88,11 @@ macro_rules! session_store {
                     &self,
                     digest: &[u8; 32],
                     successor: &NewRefreshToken,
-                    successor_ciphertext: &[u8],
+                    successor_ciphertext: Option<&[u8]>,
                     now: OffsetDateTime,
+                    audit: &AuditEvent,
                 ) -> Result<Consumed, StoreError> {
-                    self.consume(digest, successor, successor_ciphertext, now)
+                    self.consume(digest, successor, successor_ciphertext, now, audit)
                         .await
                 }
 

@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 
 use super::SqliteStore;
-use crate::model::NewRefreshToken;
+use crate::model::{AuditEvent, NewRefreshToken};
 use crate::store::rows::{DbTime, DbUuid};
 use crate::store::sql::sessions::session_store;
 use crate::store::{Consumed, StoreError};
@@ -26,8 +26,9 @@ impl SqliteStore {
         &self,
         digest: &[u8; 32],
         successor: &NewRefreshToken,
-        successor_ciphertext: &[u8],
+        successor_ciphertext: Option<&[u8]>,
         now: OffsetDateTime,
+        audit: &AuditEvent,
     ) -> Result<Consumed, StoreError> {
         // IMMEDIATE: the write lock first, so concurrent rotations queue instead of deadlocking.
         let mut tx = self.begin_write().await?;
@@ -57,6 +58,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         Self::insert_refresh(&mut tx, successor).await?;
+        Self::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(Consumed::Rotated)
     }

@@ -154,6 +154,19 @@ pub fn signing_key(kid: &str) -> NewSigningKey {
     }
 }
 
+/// The `refresh` event a rotation of `session` at `at` records.
+pub fn rotation_event(session: &Session, at: OffsetDateTime) -> AuditEvent {
+    AuditEvent {
+        actor: Some(session.client_id.clone()),
+        subject: Some(session.user_id.to_string()),
+        client_id: Some(session.client_id.clone()),
+        session_id: Some(session.session_id),
+        source_addr: Some("192.0.2.1".into()),
+        detail: serde_json::json!({ "scope": session.scope }),
+        ..audit("refresh", at)
+    }
+}
+
 pub fn audit(event_type: &'static str, at: OffsetDateTime) -> AuditEvent {
     AuditEvent {
         event_type,

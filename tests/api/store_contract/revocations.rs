@@ -3,7 +3,7 @@
 
 use tessera::model::{AuditEvent, AuditFilter, Revocation, RevocationKind, Session};
 
-use super::{Fixture, audit, secs, t0, token};
+use super::{Fixture, audit, rotation_event, secs, t0, token};
 use crate::both_backends;
 use crate::helpers::Backend;
 use tessera::store::{Consumed, SessionAdded, SessionRevocation};
@@ -31,7 +31,13 @@ fn revocation_event(
 async fn rotates(fx: &Fixture, session: &Session, from: u8, at: time::OffsetDateTime) -> bool {
     let successor = token(session, from + 100, at);
     fx.store()
-        .consume_refresh_token(&super::digest(from), &successor, b"sealed", at)
+        .consume_refresh_token(
+            &super::digest(from),
+            &successor,
+            Some(b"sealed"),
+            at,
+            &rotation_event(session, at),
+        )
         .await
         .unwrap()
         == Consumed::Rotated

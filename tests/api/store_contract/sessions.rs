@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use tessera::model::{AuditFilter, NewRefreshToken, RevocationKind, Session};
+use tessera::model::{AuditFilter, NewRefreshToken, RefreshTokenState, RevocationKind, Session};
 
-use super::{Fixture, audit, digest, secs, session, t0, token};
+use super::{Fixture, audit, digest, rotation_event, secs, session, t0, token};
 use crate::both_backends;
 use crate::helpers::Backend;
 use tessera::store::{Consumed, SessionAdded, SessionRevocation};
@@ -147,7 +147,13 @@ async fn consume(
 ) -> bool {
     let successor = token(session, to, at);
     fx.store()
-        .consume_refresh_token(&digest(from), &successor, &[to; 16], at)
+        .consume_refresh_token(
+            &digest(from),
+            &successor,
+            Some(&[to; 16]),
+            at,
+            &rotation_event(session, at),
+        )
         .await
         .unwrap()
         == Consumed::Rotated
@@ -166,7 +172,13 @@ async fn a_token_is_consumed_once(backend: Backend) {
         ..token(&session, 2, now + secs(1))
     };
     let rotated = store
-        .consume_refresh_token(&digest(1), &narrowed, b"sealed 2", now + secs(1))
+        .consume_refresh_token(
+            &digest(1),
+            &narrowed,
+            Some(b"sealed 2"),
+            now + secs(1),
+            &rotation_event(&session, now + secs(1)),
+        )
         .await
         .unwrap();
     assert_eq!(rotated, Consumed::Rotated);
@@ -216,6 +228,85 @@ async fn a_token_is_consumed_once(backend: Backend) {
     let rotated = consume(&fx, &session, 9, 6, now + secs(5)).await;
     assert!(!rotated);
     assert_eq!(rows(&fx, "refresh_token", &session, "true").await, 3);
+
+    // One `refresh` event per rotation (two), none for the refused attempts.
+    assert_eq!(refresh_events(&fx, &session).await, 2);
+}
+
+/// Without a retry window (grace 0) a rotation keeps no sealed successor.
+async fn a_rotation_may_seal_nothing(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let now = t0();
+    let session = fx.session(&client, &user, 1, now).await;
+    let successor = token(&session, 2, now + secs(1));
+    let rotated = fx
+        .store()
+        .consume_refresh_token(
+            &digest(1),
+            &successor,
+            None,
+            now + secs(1),
+            &rotation_event(&session, now + secs(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated, Consumed::Rotated);
+    let consumed = fx
+        .store()
+        .find_refresh_token(session.session_id, &digest(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let RefreshTokenState::Consumed { at, successor } = consumed.state else {
+        panic!("consumed: {:?}", consumed.state);
+    };
+    assert_eq!(at, now + secs(1));
+    assert_eq!(successor.sealed, None);
+    assert!(successor.unused);
+    assert_eq!(
+        rows(
+            &fx,
+            "refresh_token",
+            &session,
+            "successor_ciphertext is not null"
+        )
+        .await,
+        0
+    );
+}
+
+/// The `refresh` audit events of `session`.
+async fn refresh_events(fx: &Fixture, session: &Session) -> i64 {
+    rows(fx, "audit_event", session, "event_type = 'refresh'").await
+}
+
+/// A rotation records its `refresh` event as given, in its own transaction.
+async fn a_rotation_records_its_audit_event(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let now = t0();
+    let session = fx.session(&client, &user, 1, now).await;
+    assert!(consume(&fx, &session, 1, 2, now + secs(1)).await);
+    let records = fx
+        .store()
+        .list_audit(&tessera::model::AuditFilter {
+            subject: None,
+            client_id: None,
+            event_type: Some("refresh".into()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let event = &records[0];
+    assert_eq!(event.created_at, now + secs(1));
+    assert_eq!(event.actor.as_deref(), Some("web"));
+    assert_eq!(event.subject, Some(user.user_id.to_string()));
+    assert_eq!(event.client_id.as_deref(), Some("web"));
+    assert_eq!(event.session_id, Some(session.session_id.to_string()));
+    assert_eq!(event.source_addr.as_deref(), Some("192.0.2.1"));
+    assert_eq!(event.detail, serde_json::json!({ "scope": "read write" }));
 }
 
 async fn a_revoked_session_consumes_nothing(backend: Backend) {
@@ -243,6 +334,7 @@ async fn a_revoked_session_consumes_nothing(backend: Backend) {
         rows(&fx, "refresh_token", &session, "consumed_at is null").await,
         1
     );
+    assert_eq!(refresh_events(&fx, &session).await, 0);
 }
 
 async fn a_session_is_revoked_once(backend: Backend) {
@@ -305,6 +397,10 @@ async fn a_session_is_revoked_once(backend: Backend) {
         })
         .await
         .unwrap();
+    let events: Vec<_> = events
+        .into_iter()
+        .filter(|e| e.event_type != "refresh")
+        .collect();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event_type, "session_revoked");
     assert_eq!(
@@ -348,9 +444,16 @@ async fn concurrent_consumes_have_one_winner(backend: Backend) {
         .map(|i| {
             let store = Arc::clone(&fx.store);
             let successor = token(&session, 100 + i, now + secs(1));
+            let event = rotation_event(&session, now + secs(1));
             tokio::spawn(async move {
                 store
-                    .consume_refresh_token(&digest(1), &successor, &[i; 16], now + secs(1))
+                    .consume_refresh_token(
+                        &digest(1),
+                        &successor,
+                        Some(&[i; 16]),
+                        now + secs(1),
+                        &event,
+                    )
                     .await
                     .unwrap()
             })
@@ -378,6 +481,8 @@ async fn concurrent_consumes_have_one_winner(backend: Backend) {
             .unwrap();
         assert_eq!(found.is_some(), usize::from(i) == winner, "successor {i}");
     }
+    // Only the winner's rotation is recorded.
+    assert_eq!(refresh_events(&fx, &session).await, 1);
 }
 
 both_backends!(
@@ -386,6 +491,8 @@ both_backends!(
     a_disabled_or_unknown_user_gets_no_session,
     refresh_tokens_are_found_by_session_and_digest,
     a_token_is_consumed_once,
+    a_rotation_records_its_audit_event,
+    a_rotation_may_seal_nothing,
     a_revoked_session_consumes_nothing,
     a_session_is_revoked_once,
     concurrent_consumes_have_one_winner,
