@@ -181,11 +181,11 @@ impl KeyRing {
             Some(check) => check,
             None => {
                 store
-                    .add_master_key_check(&master.seal(MASTER_KEY_CHECK, b"master_key_check")?, now)
+                    .add_master_key_check(&master.seal_check(MASTER_KEY_CHECK)?, now)
                     .await?
             }
         };
-        match master.open(&check, b"master_key_check") {
+        match master.open_check(&check) {
             Ok(plain) if plain == MASTER_KEY_CHECK => {}
             _ => return Err(KeyRingError::WrongMasterKey),
         }
