@@ -350,7 +350,87 @@ async fn a_wrong_master_key_stops_start_up_and_overwrites_nothing(backend: Backe
     assert_eq!(again.published_kids().await, kids);
 }
 
+/// Starting an instance on `db` with `master_key` (and `previous`) is refused: the error.
+async fn refused_with(db: &TestDb, master_key: &str) -> String {
+    let settings = crate::helpers::settings(db).set("master_key", master_key);
+    let clock = Arc::new(tessera::clock::MockClock::starting_now());
+    tessera::server::Server::build(settings.validate().unwrap(), clock)
+        .await
+        .err()
+        .expect("refused")
+        .to_string()
+}
+
+/// An instance on `db` with `master_key` and `previous` starts and publishes `kids`.
+async fn starts_with(db: &Arc<TestDb>, master_key: &str, previous: &str, kids: &[String]) {
+    let (master_key, previous) = (master_key.to_owned(), previous.to_owned());
+    let app = TestApp::spawn_on(Arc::clone(db), |s| {
+        s.set("master_key", master_key)
+            .set("master_key_previous", previous)
+    })
+    .await;
+    assert_eq!(app.published_kids().await, kids);
+    app.stop().await;
+}
+
+/// `tessera master-key rotate`: every key re-encrypted under the new master key in one go; the
+/// kids stay, tokens signed before verify after, and only the new key (or the old one named as
+/// previous during the roll-out) opens the database.
+async fn master_key_rotation_keeps_the_kids_and_needs_the_new_key(backend: Backend) {
+    use tessera::crypto::MasterKey;
+    let db = Arc::new(TestDb::new(backend).await);
+    let old = db.master_key.clone();
+    let new = crate::helpers::master_key();
+    let issuer = "https://auth.example.com";
+    let app = TestApp::spawn_on(Arc::clone(&db), |s| s.set("issuer", issuer)).await;
+    // A retired key too, so not only the signing pair is re-encrypted.
+    after_publish_ahead(&app);
+    app.keys().rotate(false).await.unwrap();
+    let kids = app.published_kids().await;
+    let token = app.keys().mint(&request()).unwrap();
+    let active = decode_part(&token.token, 0)["kid"].clone();
+    app.stop().await;
+
+    // Rolling out: the new key with the old one as previous starts before the rotation.
+    starts_with(&db, &new, &old, &kids).await;
+    let refused = refused_with(&db, &new).await;
+    assert!(refused.contains("master key does not match"), "{refused}");
+
+    let config = crate::helpers::settings(&db).validate().unwrap();
+    let store = tessera::store::connect(&config.database).await.unwrap();
+    let current = MasterKey::from_base64(&old).unwrap();
+    let next = MasterKey::from_base64(&new).unwrap();
+    let wrong = MasterKey::from_base64(&crate::helpers::master_key()).unwrap();
+    assert!(
+        tessera::domain::keys::rotate_master_key(&*store, &wrong, &next)
+            .await
+            .is_err()
+    );
+    let rotated = tessera::domain::keys::rotate_master_key(&*store, &current, &next)
+        .await
+        .unwrap();
+    assert_eq!(rotated, 3);
+    store.close().await;
+
+    // Only the old key: refused, clearly; the old key named as previous still starts.
+    let refused = refused_with(&db, &old).await;
+    assert!(refused.contains("master key does not match"), "{refused}");
+    starts_with(&db, &new, &old, &kids).await;
+    let app = TestApp::spawn_on(Arc::clone(&db), |s| {
+        s.set("master_key", new.as_str()).set("issuer", issuer)
+    })
+    .await;
+    assert_eq!(app.published_kids().await, kids);
+    after_publish_ahead(&app); // where the first instance's clock was when it signed
+    assert!(app.keys().verify(&token.token).is_ok());
+    let fresh = app.keys().mint(&request()).unwrap();
+    assert_eq!(decode_part(&fresh.token, 0)["kid"], active);
+    assert!(app.keys().verify(&fresh.token).is_ok());
+    app.stop().await;
+}
+
 both_backends!(
+    master_key_rotation_keeps_the_kids_and_needs_the_new_key,
     jwks_publishes_public_keys_with_caching_headers,
     minted_tokens_carry_exactly_the_rfc9068_claims,
     rotation_keeps_the_old_key_verifiable_until_its_tokens_expire,
