@@ -228,8 +228,8 @@ impl MasterKeyCommand {
         let keys = result?;
         println!(
             "Re-encrypted {keys} signing keys and the master-key check under the new master key.\n\
-             Restart every instance with the new key as TESSERA_MASTER_KEY (keeping the old one as\n\
-             TESSERA_MASTER_KEY_PREVIOUS until all have restarted), then remove the previous key."
+             Every instance needs it as its master key from now on; remove\n\
+             TESSERA_MASTER_KEY_PREVIOUS once all run with it (\"Runbook: master-key rotation\")."
         );
         Ok(())
     }

@@ -17,6 +17,12 @@
 //!
 //! The previous release's format (no header, AES-256-GCM directly under the master key) is still
 //! read, never written: the signing keys and the check it wrapped, and successors it sealed.
+//!
+//! Successors stay random and sealed rather than derived (say, HMAC of the consumed token's
+//! digest under a subkey, recomputed on a retry): a derived successor would make the subkey
+//! together with any copy of the database enough to compute every session's live refresh token,
+//! at any time; a sealed one exposes only the successors still in their retry window (seconds;
+//! housekeeping erases them), and refresh tokens keep 256 bits straight from the CSPRNG.
 
 use hkdf::Hkdf;
 use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
