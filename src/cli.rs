@@ -7,9 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tessera::clock::SystemClock;
-use tessera::config::Config;
+use tessera::config::{Config, MasterKeySource};
+use tessera::crypto::MasterKey;
 use tessera::domain::Issuer;
 use tessera::domain::admin::NewClient;
+use tessera::domain::keys::rotate_master_key;
 use tessera::model::{Client, User};
 use tessera::server::{self, Server};
 use tessera::store;
@@ -51,6 +53,21 @@ pub enum Command {
     /// Revoke everything of a subject, client or session, or a signing key (running servers
     /// follow within a second).
     Revoke(RevokeArgs),
+    /// The master key: rotate.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MasterKeyCommand {
+    /// Re-encrypt every signing key and the master-key check under a new master key, in one
+    /// transaction (docs/operations.md, "Runbook: master-key rotation").
+    Rotate {
+        /// A file holding the new key (base64 of 32 bytes, `openssl rand -base64 32`); never on
+        /// the command line, where `ps` would show it.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +164,7 @@ impl Command {
             Self::Client(command) => with_issuer(config, |issuer| command.run(issuer)).await,
             Self::User(command) => with_issuer(config, |issuer| command.run(issuer)).await,
             Self::Revoke(args) => with_issuer(config, |issuer| args.run(issuer)).await,
+            Self::MasterKey(command) => command.run(config).await,
         }
     }
 }
@@ -194,6 +212,27 @@ where
     let result = command(issuer).await;
     store.close().await;
     result
+}
+
+impl MasterKeyCommand {
+    async fn run(self, mut config: Config) -> anyhow::Result<()> {
+        let Self::Rotate { new_key_file } = self;
+        config.require_master_key()?;
+        let new = MasterKey::read_file(&new_key_file).context("the new master key")?;
+        let source = std::mem::replace(&mut config.master_key, MasterKeySource::Required);
+        let current =
+            server::load_master_key(source)?.with_previous(config.master_key_previous.take());
+        let store = store::connect(&config.database).await?;
+        let result = rotate_master_key(&*store, &current, &new).await;
+        store.close().await;
+        let keys = result?;
+        println!(
+            "Re-encrypted {keys} signing keys and the master-key check under the new master key.\n\
+             Every instance needs it as its master key from now on; remove\n\
+             TESSERA_MASTER_KEY_PREVIOUS once all run with it (\"Runbook: master-key rotation\")."
+        );
+        Ok(())
+    }
 }
 
 impl KeysCommand {

@@ -140,7 +140,8 @@ pub async fn open(
     // next to an existing database must stop start-up, not be silently replaced.
     let policy = key_policy(config);
     let master_key = std::mem::replace(&mut config.master_key, MasterKeySource::Required);
-    let master_key = Arc::new(load_master_key(master_key)?);
+    let master_key =
+        Arc::new(load_master_key(master_key)?.with_previous(config.master_key_previous.take()));
     let store = store::connect(&config.database).await?;
     if config.migrate {
         store.migrate().await?;

@@ -786,3 +786,67 @@ async fn a_killed_process_never_leaves_half_a_rotation() {
         }
     }
 }
+
+/// `tessera master-key rotate` on the embedded default: afterwards only the new key (or the old
+/// one as TESSERA_MASTER_KEY_PREVIOUS beside it) opens the database, and the kids are the same.
+#[tokio::test]
+async fn master_key_rotate_re_encrypts_under_the_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |env: Vec<(&'static str, String)>, args: &'static [&'static str]| {
+        let dir = dir.path().to_owned();
+        async move {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let output = tessera(&dir, &env, args).output().await.unwrap();
+            let text = String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr);
+            (output.status.code(), text)
+        }
+    };
+    let kids = |listing: &str| -> Vec<String> {
+        let mut kids: Vec<String> = listing
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .filter(|word| word.len() == 43)
+            .map(str::to_owned)
+            .collect();
+        kids.sort();
+        kids
+    };
+    let (code, before) = run(vec![], &["keys", "list"]).await;
+    assert_eq!(code, Some(0), "{before}");
+    assert_eq!(kids(&before).len(), 2, "{before}");
+    let old = std::fs::read_to_string(dir.path().join("data/master.key")).unwrap();
+    let new = "bmV3IG1hc3RlciBrZXkgZm9yIHRoZSByb3RhdGlvbiE=";
+    std::fs::write(dir.path().join("new.key"), format!("{new}\n")).unwrap();
+
+    let (code, text) = run(
+        vec![],
+        &["master-key", "rotate", "--new-key-file", "absent.key"],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{text}");
+    let (code, text) = run(
+        vec![],
+        &["master-key", "rotate", "--new-key-file", "new.key"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Re-encrypted 2 signing keys"), "{text}");
+    assert!(
+        !text.contains(new) && !text.contains(old.trim()),
+        "a key was printed: {text}"
+    );
+
+    // The old key alone (the generated key file) no longer opens the database.
+    let (code, text) = run(vec![], &["keys", "list"]).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("master key does not match"), "{text}");
+    let with_new = vec![("TESSERA_MASTER_KEY", new.to_owned())];
+    let (code, after) = run(with_new.clone(), &["keys", "list"]).await;
+    assert_eq!(code, Some(0), "{after}");
+    assert_eq!(kids(&after), kids(&before));
+    let mut with_both = with_new;
+    with_both.push(("TESSERA_MASTER_KEY_PREVIOUS", old.trim().to_owned()));
+    let (code, text) = run(with_both, &["keys", "list"]).await;
+    assert_eq!(code, Some(0), "{text}");
+}

@@ -99,6 +99,7 @@ impl Settings {
             },
             migrate: self.value(&MIGRATE)?,
             master_key,
+            master_key_previous: self.get(&MASTER_KEY_PREVIOUS)?,
             bootstrap_admin,
             signing_alg: self.value(&SIGNING_ALG)?,
             tokens: TokenPolicy {
@@ -179,6 +180,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub migrate: bool,
     pub master_key: MasterKeySource,
+    /// The key a master-key rotation replaces, accepted for reading until every row is
+    /// re-encrypted (`tessera master-key rotate`).
+    pub master_key_previous: Option<MasterKey>,
     pub bootstrap_admin: Option<BootstrapAdmin>,
     pub signing_alg: SigningAlg,
     pub tokens: TokenPolicy,

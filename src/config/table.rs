@@ -219,6 +219,14 @@ pub(super) const MASTER_KEY_FILE: Setting<PathBuf> = Setting {
     constraint: Some("instead of the variable; setting both is refused"),
 };
 
+pub(super) const MASTER_KEY_PREVIOUS: Setting<MasterKey> = Setting {
+    key: "master_key_previous",
+    default: Initial::Unset,
+    parser: &Text(parse_master_key),
+    meaning: "the master key being rotated away from: read, never written (docs/operations.md, master-key rotation)",
+    constraint: None,
+};
+
 pub(super) const BOOTSTRAP_ADMIN_ID: Setting<String> = Setting {
     key: "bootstrap_admin_id",
     default: Initial::Unset,
@@ -356,6 +364,7 @@ pub(super) const ALL: &[&dyn Row] = &[
     &MIGRATE,
     &MASTER_KEY,
     &MASTER_KEY_FILE,
+    &MASTER_KEY_PREVIOUS,
     &BOOTSTRAP_ADMIN_ID,
     &BOOTSTRAP_ADMIN_SECRET,
     &SIGNING_ALG,

@@ -1,4 +1,4 @@
-//! Signing keys through josekit: generation, RFC 7638 thumbprints, AES-256-GCM sealing under the master key, JWS signing and pinned verification. Uses: model.
+//! Signing keys through josekit: generation, RFC 7638 thumbprints, sealing under the master key's wrap subkey, JWS signing and pinned verification. Uses: model.
 
 use josekit::jwk::Jwk;
 use josekit::jwk::alg::ed::EdCurve;
@@ -8,17 +8,14 @@ use openssl::ec::{EcGroup, EcKey, EcPoint};
 use openssl::ecdsa::EcdsaSig;
 use openssl::nid::Nid;
 use openssl::pkey::{Private, Public};
-use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::{MasterKey, random_bytes};
+use super::MasterKey;
 use crate::model::{NewSigningKey, SigningAlg};
 
 const RSA_BITS: u32 = 3072;
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -52,7 +49,7 @@ pub fn generate(alg: SigningAlg, master: &MasterKey) -> Result<NewSigningKey, Ke
     let kid = thumbprint(&private);
     let public = public_jwk(&private, &kid, alg)?;
     let plaintext = Zeroizing::new(private.to_string().into_bytes());
-    let private_key_ciphertext = master.seal(&plaintext, kid.as_bytes())?;
+    let private_key_ciphertext = master.wrap_signing_key(&plaintext, &kid)?;
     Ok(NewSigningKey {
         kid,
         alg,
@@ -130,7 +127,7 @@ impl Signer {
         ciphertext: &[u8],
         master: &MasterKey,
     ) -> Result<Self, KeyError> {
-        let plaintext = Zeroizing::new(master.open(ciphertext, kid.as_bytes())?);
+        let plaintext = Zeroizing::new(master.unwrap_signing_key(ciphertext, kid)?);
         let private = Jwk::from_bytes(&*plaintext)?;
         let inner = match alg {
             SigningAlg::Es256 => {
@@ -365,46 +362,6 @@ pub fn base64url(bytes: &[u8]) -> String {
     base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
 }
 
-impl MasterKey {
-    /// AES-256-GCM with a random 96-bit nonce; `aad` binds the ciphertext to its row (the kid),
-    /// so a ciphertext copied onto another row does not decrypt. Output: nonce || ciphertext || tag.
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let nonce = random_bytes::<NONCE_LEN>();
-        let mut tag = [0u8; TAG_LEN];
-        let ciphertext = encrypt_aead(
-            Cipher::aes_256_gcm(),
-            self.expose(),
-            Some(&nonce),
-            aad,
-            plaintext,
-            &mut tag,
-        )
-        .map_err(|_| KeyError::Encrypt)?;
-        let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len() + TAG_LEN);
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(&ciphertext);
-        sealed.extend_from_slice(&tag);
-        Ok(sealed)
-    }
-
-    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
-        if sealed.len() < NONCE_LEN + TAG_LEN {
-            return Err(KeyError::Decrypt);
-        }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-        decrypt_aead(
-            Cipher::aes_256_gcm(),
-            self.expose(),
-            Some(nonce),
-            aad,
-            ciphertext,
-            tag,
-        )
-        .map_err(|_| KeyError::Decrypt)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,7 +419,7 @@ mod tests {
             assert_eq!(verified, payload.as_bytes());
         }
         let plaintext = master
-            .open(&key.private_key_ciphertext, key.kid.as_bytes())
+            .unwrap_signing_key(&key.private_key_ciphertext, &key.kid)
             .unwrap();
         let josekit_signer = ES256
             .signer_from_jwk(&Jwk::from_bytes(&plaintext).unwrap())
@@ -493,6 +450,26 @@ mod tests {
         let mut tampered = key.private_key_ciphertext.clone();
         tampered[20] ^= 1;
         assert!(Signer::open(&key.kid, key.alg, &tampered, &master).is_err());
+    }
+
+    /// A key the previous release wrapped directly under the master key still signs.
+    #[test]
+    fn a_key_wrapped_by_the_previous_release_still_opens() {
+        let master = master();
+        let key = generate(SigningAlg::Es256, &master).unwrap();
+        let jwk = master
+            .unwrap_signing_key(&key.private_key_ciphertext, &key.kid)
+            .unwrap();
+        let legacy = super::super::sealing::legacy_seal(&master, &jwk, key.kid.as_bytes());
+        assert!(!key.private_key_ciphertext.starts_with(&legacy[..4]));
+        let signer = Signer::open(&key.kid, key.alg, &legacy, &master).unwrap();
+        let verifier = Verifier::from_public_jwk(&key.kid, key.alg, &key.public_jwk).unwrap();
+        let token = signer.sign(b"{}").unwrap();
+        assert!(verify(&token, |kid| (kid == key.kid).then_some(&verifier)).is_ok());
+        assert!(matches!(
+            Signer::open(&key.kid, key.alg, &legacy, &MasterKey::generate()),
+            Err(KeyError::Decrypt)
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretBox};
 
 pub mod keys;
+mod sealing;
 pub mod secrets;
 
 /// Fills a buffer from the operating system's CSPRNG.
@@ -35,8 +36,14 @@ pub fn token_id() -> String {
 
 /// The 32-byte key that encrypts private signing keys (and retry-window successors) at rest.
 ///
-/// It never enters the database and never prints: `Debug` is redacted and there is no `Display`.
-pub struct MasterKey(SecretBox<[u8; 32]>);
+/// It is never used directly: each purpose encrypts under its own HKDF subkey (see
+/// [`sealing`]). During a master-key rotation it may carry the key it replaces, which is
+/// accepted for reading only. It never enters the database and never prints: `Debug` is
+/// redacted and there is no `Display`.
+pub struct MasterKey {
+    key: SecretBox<[u8; 32]>,
+    previous: Option<Box<MasterKey>>,
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,11 +78,38 @@ impl MasterKey {
             .decode(trimmed)
             .map_err(|_| MasterKeyError::Malformed)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| MasterKeyError::Malformed)?;
-        Ok(Self(SecretBox::new(Box::new(key))))
+        Ok(Self::new(key))
+    }
+
+    fn new(key: [u8; 32]) -> Self {
+        Self {
+            key: SecretBox::new(Box::new(key)),
+            previous: None,
+        }
     }
 
     pub fn generate() -> Self {
-        Self(SecretBox::new(Box::new(random_bytes::<32>())))
+        Self::new(random_bytes::<32>())
+    }
+
+    /// This key, also accepting what `previous` encrypted (TESSERA_MASTER_KEY_PREVIOUS, while a
+    /// master-key rotation rolls out). What this key writes is always under itself.
+    pub fn with_previous(mut self, previous: Option<MasterKey>) -> Self {
+        self.previous = previous.map(|mut p| {
+            p.previous = None;
+            Box::new(p)
+        });
+        self
+    }
+
+    /// Whether a previous key is configured for reading.
+    pub fn has_previous(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// This key, then the previous one: the keys tried when reading.
+    fn readers(&self) -> impl Iterator<Item = &MasterKey> {
+        std::iter::once(self).chain(self.previous.as_deref())
     }
 
     pub fn read_file(path: &Path) -> Result<Self, MasterKeyError> {
@@ -128,7 +162,7 @@ impl MasterKey {
     }
 
     pub(crate) fn expose(&self) -> &[u8; 32] {
-        self.0.expose_secret()
+        self.key.expose_secret()
     }
 }
 

@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::crypto::MasterKey;
 use crate::crypto::keys::{self, JwsRejection, KeyError, Signer, Verifier};
 use crate::model::{KeyState, NewSigningKey, SigningAlg, SigningKey};
-use crate::store::{KeyRotation, KeysAdded, Store, StoreError, topic};
+use crate::store::{KeyRotation, KeysAdded, Rewrap, Store, StoreError, topic};
 
 /// Tolerated clock difference between instances, for `iat`/`nbf` and for how long a retired
 /// key stays published after the last token it signed could expire.
@@ -181,11 +181,11 @@ impl KeyRing {
             Some(check) => check,
             None => {
                 store
-                    .add_master_key_check(&master.seal(MASTER_KEY_CHECK, b"master_key_check")?, now)
+                    .add_master_key_check(&master.seal_check(MASTER_KEY_CHECK)?, now)
                     .await?
             }
         };
-        match master.open(&check, b"master_key_check") {
+        match master.open_check(&check) {
             Ok(plain) if plain == MASTER_KEY_CHECK => {}
             _ => return Err(KeyRingError::WrongMasterKey),
         }
@@ -356,6 +356,76 @@ impl KeyRing {
         }
         Ok(claims)
     }
+}
+
+/// Why `rotate_master_key` changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyRotationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the database has no master-key check yet: start the server once first")]
+    NotSetUp,
+    #[error(
+        "the configured master key (or TESSERA_MASTER_KEY_PREVIOUS) does not open the database's keys; nothing was changed"
+    )]
+    WrongMasterKey,
+    #[error("encrypting under the new master key failed: {0}")]
+    Key(#[from] KeyError),
+    #[error(
+        "the signing keys kept changing during the rotation; nothing was changed: run it again"
+    )]
+    Busy,
+}
+
+/// Attempts before `rotate_master_key` gives up on a key set that keeps changing under it.
+const MASTER_KEY_ROTATION_ATTEMPTS: usize = 3;
+
+/// Re-encrypts the master-key check and every signing key (revoked and retired ones too) under
+/// `new`, in one transaction: afterwards the database opens with `new` alone. `current` (with
+/// its previous key, if configured) must open everything; a key added or changed meanwhile
+/// makes the transaction change nothing, and the rotation is tried again. Returns the number of
+/// signing keys re-encrypted. Kids, public keys and key states do not change, so every token
+/// issued before still verifies.
+pub async fn rotate_master_key(
+    store: &dyn Store,
+    current: &MasterKey,
+    new: &MasterKey,
+) -> Result<usize, MasterKeyRotationError> {
+    type E = MasterKeyRotationError;
+    for _ in 0..MASTER_KEY_ROTATION_ATTEMPTS {
+        let check = store.find_master_key_check().await?.ok_or(E::NotSetUp)?;
+        match current.open_check(&check) {
+            Ok(plain) if plain == MASTER_KEY_CHECK => {}
+            _ => return Err(E::WrongMasterKey),
+        }
+        let check = Rewrap {
+            kid: String::new(),
+            new: new.seal_check(MASTER_KEY_CHECK)?,
+            old: check,
+        };
+        let mut rewrapped = Vec::new();
+        for key in store.list_signing_keys().await? {
+            let new = current
+                .rewrap_signing_key(&key.private_key_ciphertext, &key.kid, new)
+                .map_err(|e| match e {
+                    KeyError::Decrypt => E::WrongMasterKey,
+                    other => E::Key(other),
+                })?;
+            rewrapped.push(Rewrap {
+                kid: key.kid,
+                old: key.private_key_ciphertext,
+                new,
+            });
+        }
+        if store.rewrap_keys(&check, &rewrapped).await? {
+            tracing::warn!(
+                keys = rewrapped.len(),
+                "re-encrypted every signing key under the new master key"
+            );
+            return Ok(rewrapped.len());
+        }
+    }
+    Err(E::Busy)
 }
 
 /// Key generation off the async runtime: an RSA 3072 key takes a noticeable fraction of a second.

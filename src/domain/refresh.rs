@@ -166,9 +166,10 @@ impl Issuer {
         } else {
             Some(
                 self.master_key
-                    .seal(
+                    .seal_successor(
                         successor.expose().as_bytes(),
                         &successor_aad(session_id, &digest),
+                        now,
                     )
                     .map_err(|e| Error::crypto(format!("sealing a successor: {e}")))?,
             )
@@ -242,7 +243,7 @@ impl Issuer {
             now,
             self.policy.refresh_reuse_grace,
             |sealed| {
-                let plain = self.master_key.open(sealed, &aad).ok()?;
+                let plain = self.master_key.open_successor(sealed, &aad)?;
                 String::from_utf8(plain).ok()
             },
         )

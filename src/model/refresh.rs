@@ -40,7 +40,7 @@ pub enum RefreshTokenState {
 /// The token a consumed one was rotated into.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Successor {
-    /// Sealed under the master key, while the retry window is open.
+    /// Sealed under the master key's successor subkey, while the retry window is open.
     pub sealed: Option<Vec<u8>>,
     /// Neither used nor revoked yet.
     pub unused: bool,

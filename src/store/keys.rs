@@ -23,6 +23,15 @@ pub enum KeyRotation {
     Skipped,
 }
 
+/// One row's ciphertext in a master-key rotation: what it was read with, and what replaces it.
+#[derive(Debug, Clone)]
+pub struct Rewrap {
+    /// The signing key's kid (unused for the master-key check).
+    pub kid: String,
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+}
+
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError>;
@@ -53,4 +62,10 @@ pub trait KeyStore: Send + Sync {
         replacement: &NewSigningKey,
         now: OffsetDateTime,
     ) -> Result<Option<KeyState>, StoreError>;
+
+    /// A master-key rotation, atomically: the master-key check and every signing key's
+    /// ciphertext are replaced, each only if it still holds what it was read with, and only if
+    /// the database has exactly these keys. Otherwise (a key was added or changed meanwhile)
+    /// nothing changes and the answer is `false`.
+    async fn rewrap_keys(&self, check: &Rewrap, keys: &[Rewrap]) -> Result<bool, StoreError>;
 }

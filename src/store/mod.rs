@@ -34,7 +34,7 @@ pub use clients::{ClientStore, Update};
 pub use error::StoreError;
 pub use feed::{CHANGE_CHANNEL, ChangeFeed, ChangeListener, topic};
 pub use infra::{Backend, Infra};
-pub use keys::{KeyRotation, KeyStore, KeysAdded};
+pub use keys::{KeyRotation, KeyStore, KeysAdded, Rewrap};
 pub use postgres::PgStore;
 pub use revocations::RevocationStore;
 pub use sessions::{Consumed, SessionAdded, SessionRevocation, SessionStore};

@@ -350,7 +350,184 @@ async fn a_wrong_master_key_stops_start_up_and_overwrites_nothing(backend: Backe
     assert_eq!(again.published_kids().await, kids);
 }
 
+/// Starting an instance on `db` with `master_key` (and `previous`) is refused: the error.
+async fn refused_with(db: &TestDb, master_key: &str) -> String {
+    let settings = crate::helpers::settings(db).set("master_key", master_key);
+    let clock = Arc::new(tessera::clock::MockClock::starting_now());
+    tessera::server::Server::build(settings.validate().unwrap(), clock)
+        .await
+        .err()
+        .expect("refused")
+        .to_string()
+}
+
+/// An instance on `db` with `master_key` and `previous` starts and publishes `kids`.
+async fn starts_with(db: &Arc<TestDb>, master_key: &str, previous: &str, kids: &[String]) {
+    let (master_key, previous) = (master_key.to_owned(), previous.to_owned());
+    let app = TestApp::spawn_on(Arc::clone(db), |s| {
+        s.set("master_key", master_key)
+            .set("master_key_previous", previous)
+    })
+    .await;
+    assert_eq!(app.published_kids().await, kids);
+    app.stop().await;
+}
+
+/// `tessera master-key rotate`: every key re-encrypted under the new master key in one go; the
+/// kids stay, tokens signed before verify after, and only the new key (or the old one named as
+/// previous during the roll-out) opens the database.
+async fn master_key_rotation_keeps_the_kids_and_needs_the_new_key(backend: Backend) {
+    use tessera::crypto::MasterKey;
+    let db = Arc::new(TestDb::new(backend).await);
+    let old = db.master_key.clone();
+    let new = crate::helpers::master_key();
+    let issuer = "https://auth.example.com";
+    let app = TestApp::spawn_on(Arc::clone(&db), |s| s.set("issuer", issuer)).await;
+    // A retired key too, so not only the signing pair is re-encrypted.
+    after_publish_ahead(&app);
+    app.keys().rotate(false).await.unwrap();
+    let kids = app.published_kids().await;
+    let token = app.keys().mint(&request()).unwrap();
+    let active = decode_part(&token.token, 0)["kid"].clone();
+    app.stop().await;
+
+    // Rolling out: the new key with the old one as previous starts before the rotation.
+    starts_with(&db, &new, &old, &kids).await;
+    let refused = refused_with(&db, &new).await;
+    assert!(refused.contains("master key does not match"), "{refused}");
+
+    let config = crate::helpers::settings(&db).validate().unwrap();
+    let store = tessera::store::connect(&config.database).await.unwrap();
+    let current = MasterKey::from_base64(&old).unwrap();
+    let next = MasterKey::from_base64(&new).unwrap();
+    let wrong = MasterKey::from_base64(&crate::helpers::master_key()).unwrap();
+    assert!(
+        tessera::domain::keys::rotate_master_key(&*store, &wrong, &next)
+            .await
+            .is_err()
+    );
+    let rotated = tessera::domain::keys::rotate_master_key(&*store, &current, &next)
+        .await
+        .unwrap();
+    assert_eq!(rotated, 3);
+    store.close().await;
+
+    // Only the old key: refused, clearly; the old key named as previous still starts.
+    let refused = refused_with(&db, &old).await;
+    assert!(refused.contains("master key does not match"), "{refused}");
+    starts_with(&db, &new, &old, &kids).await;
+    let app = TestApp::spawn_on(Arc::clone(&db), |s| {
+        s.set("master_key", new.as_str()).set("issuer", issuer)
+    })
+    .await;
+    assert_eq!(app.published_kids().await, kids);
+    after_publish_ahead(&app); // where the first instance's clock was when it signed
+    assert!(app.keys().verify(&token.token).is_ok());
+    let fresh = app.keys().mint(&request()).unwrap();
+    assert_eq!(decode_part(&fresh.token, 0)["kid"], active);
+    assert!(app.keys().verify(&fresh.token).is_ok());
+    app.stop().await;
+}
+
+/// AES-256-GCM directly under the master key, nonce || ciphertext || tag: how the release
+/// before per-purpose subkeys stored keys and the check.
+fn previous_release_seal(master_key: &str, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(master_key)
+        .unwrap();
+    let mut nonce = [0u8; 12];
+    openssl::rand::rand_bytes(&mut nonce).unwrap();
+    let mut tag = [0u8; 16];
+    let ciphertext = openssl::symm::encrypt_aead(
+        openssl::symm::Cipher::aes_256_gcm(),
+        &key,
+        Some(&nonce),
+        aad,
+        plaintext,
+        &mut tag,
+    )
+    .unwrap();
+    [nonce.as_slice(), &ciphertext, &tag].concat()
+}
+
+/// A database whose keys and check the previous release wrapped starts and signs with the same
+/// kids; `master-key rotate` with the same key rewrites them in the current format.
+async fn keys_wrapped_by_the_previous_release_still_load(backend: Backend) {
+    use tessera::crypto::MasterKey;
+    use tessera::store::Rewrap;
+    let db = Arc::new(TestDb::new(backend).await);
+    let issuer = "https://auth.example.com";
+    let app = TestApp::spawn_on(Arc::clone(&db), |s| s.set("issuer", issuer)).await;
+    let kids = app.published_kids().await;
+    let token = app.keys().mint(&request()).unwrap();
+    app.stop().await;
+
+    let master = MasterKey::from_base64(&db.master_key).unwrap();
+    let config = crate::helpers::settings(&db).validate().unwrap();
+    let store = tessera::store::connect(&config.database).await.unwrap();
+    let check = store.find_master_key_check().await.unwrap().unwrap();
+    assert!(check.starts_with(b"tsc1"));
+    let check = Rewrap {
+        kid: String::new(),
+        new: previous_release_seal(
+            &db.master_key,
+            b"tessera master key check v1",
+            b"master_key_check",
+        ),
+        old: check,
+    };
+    let keys: Vec<Rewrap> = store
+        .list_signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|key| {
+            assert!(key.private_key_ciphertext.starts_with(b"tsw1"));
+            let jwk = master
+                .unwrap_signing_key(&key.private_key_ciphertext, &key.kid)
+                .unwrap();
+            Rewrap {
+                new: previous_release_seal(&db.master_key, &jwk, key.kid.as_bytes()),
+                kid: key.kid,
+                old: key.private_key_ciphertext,
+            }
+        })
+        .collect();
+    assert!(store.rewrap_keys(&check, &keys).await.unwrap());
+
+    let app = TestApp::spawn_on(Arc::clone(&db), |s| s.set("issuer", issuer)).await;
+    assert_eq!(app.published_kids().await, kids);
+    assert!(app.keys().verify(&token.token).is_ok());
+    let fresh = app.keys().mint(&request()).unwrap();
+    assert_eq!(
+        decode_part(&fresh.token, 0)["kid"],
+        decode_part(&token.token, 0)["kid"]
+    );
+    app.stop().await;
+
+    let rewritten = tessera::domain::keys::rotate_master_key(&*store, &master, &master)
+        .await
+        .unwrap();
+    assert_eq!(rewritten, 2);
+    for key in store.list_signing_keys().await.unwrap() {
+        assert!(
+            key.private_key_ciphertext.starts_with(b"tsw1"),
+            "{}",
+            key.kid
+        );
+    }
+    let check = store.find_master_key_check().await.unwrap().unwrap();
+    assert!(check.starts_with(b"tsc1"));
+    store.close().await;
+    let app = TestApp::spawn_on(Arc::clone(&db), |s| s.set("issuer", issuer)).await;
+    assert_eq!(app.published_kids().await, kids);
+    app.stop().await;
+}
+
 both_backends!(
+    keys_wrapped_by_the_previous_release_still_load,
+    master_key_rotation_keeps_the_kids_and_needs_the_new_key,
     jwks_publishes_public_keys_with_caching_headers,
     minted_tokens_carry_exactly_the_rfc9068_claims,
     rotation_keeps_the_old_key_verifiable_until_its_tokens_expire,

@@ -21,6 +21,12 @@ pub(crate) const REVOKE: &str =
 pub(crate) const PROMOTE_NEXT: &str =
     "update signing_key set state = 'active', activated_at = $1 where state = 'next'";
 
+pub(crate) const REWRAP_KEY: &str = "update signing_key set private_key_ciphertext = $3
+     where kid = $1 and private_key_ciphertext = $2";
+
+pub(crate) const REWRAP_CHECK: &str = "update master_key_check set ciphertext = $2
+     where master_key_check_id = 1 and ciphertext = $1";
+
 macro_rules! key_store {
     ($store:ty) => {
         const _: () = {
@@ -28,7 +34,7 @@ macro_rules! key_store {
             use $crate::model::{KeyState, NewSigningKey, SigningKey};
             use $crate::store::rows::{DbTime, SigningKeyRow};
             use $crate::store::sql::keys as q;
-            use $crate::store::{KeyRotation, KeyStore, KeysAdded, StoreError, topic};
+            use $crate::store::{KeyRotation, KeyStore, KeysAdded, Rewrap, StoreError, topic};
 
             #[async_trait::async_trait]
             impl KeyStore for $store {
@@ -127,6 +133,41 @@ macro_rules! key_store {
                     Self::announce(&mut tx, topic::KEYS, now).await?;
                     tx.commit().await?;
                     Ok(Some(state))
+                }
+
+                async fn rewrap_keys(
+                    &self,
+                    check: &Rewrap,
+                    keys: &[Rewrap],
+                ) -> Result<bool, StoreError> {
+                    // Dropping the transaction on any early return rolls everything back.
+                    let mut tx = self.begin_write().await?;
+                    Self::lock_keys(&mut tx).await?;
+                    let existing: i64 = sqlx::query_scalar(q::COUNT).fetch_one(&mut *tx).await?;
+                    if usize::try_from(existing).ok() != Some(keys.len()) {
+                        return Ok(false);
+                    }
+                    for key in keys {
+                        let done = sqlx::query(q::REWRAP_KEY)
+                            .bind(&key.kid)
+                            .bind(&key.old)
+                            .bind(&key.new)
+                            .execute(&mut *tx)
+                            .await?;
+                        if done.rows_affected() != 1 {
+                            return Ok(false);
+                        }
+                    }
+                    let done = sqlx::query(q::REWRAP_CHECK)
+                        .bind(&check.old)
+                        .bind(&check.new)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    tx.commit().await?;
+                    Ok(true)
                 }
             }
         };

@@ -6,7 +6,7 @@ use tessera::model::{KeyState, SigningKey};
 use super::{Fixture, secs, signing_key, t0};
 use crate::both_backends;
 use crate::helpers::Backend;
-use tessera::store::{KeyRotation, KeysAdded};
+use tessera::store::{KeyRotation, KeysAdded, Rewrap};
 
 /// (kid, state) of every stored key, sorted by kid.
 fn states(keys: &[SigningKey]) -> Vec<(String, KeyState)> {
@@ -270,7 +270,95 @@ async fn revocations_keep_the_set_complete(backend: Backend) {
     );
 }
 
+fn rewrap(kid: &str, old: &str, new: &str) -> Rewrap {
+    Rewrap {
+        kid: kid.to_owned(),
+        old: old.as_bytes().to_vec(),
+        new: new.as_bytes().to_vec(),
+    }
+}
+
+/// (kid, ciphertext) of every key, and the check.
+async fn ciphertexts(fx: &Fixture) -> (Vec<(String, Vec<u8>)>, Option<Vec<u8>>) {
+    let mut keys: Vec<_> = fx
+        .store()
+        .list_signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.kid, k.private_key_ciphertext))
+        .collect();
+    keys.sort();
+    (keys, fx.store().find_master_key_check().await.unwrap())
+}
+
+/// A master-key rotation replaces every ciphertext at once, or, when any row is not what it
+/// was read as (a failure halfway through), none.
+async fn rewrapping_keys_is_all_or_nothing(backend: Backend) {
+    let fx = with_initial_keys(backend).await;
+    let store = fx.store();
+    store.add_master_key_check(b"check", t0()).await.unwrap();
+    let before = ciphertexts(&fx).await;
+    let check = rewrap("", "check", "check 2");
+    let cases: [(&str, Rewrap, &[Rewrap]); 4] = [
+        (
+            "the second key changed meanwhile",
+            check.clone(),
+            &[
+                rewrap("a", "sealed a", "new a"),
+                rewrap("b", "stale", "new b"),
+            ],
+        ),
+        (
+            "a key was added meanwhile",
+            check.clone(),
+            &[rewrap("a", "sealed a", "new a")],
+        ),
+        (
+            "the check changed meanwhile",
+            rewrap("", "stale", "check 2"),
+            &[
+                rewrap("a", "sealed a", "new a"),
+                rewrap("b", "sealed b", "new b"),
+            ],
+        ),
+        (
+            "an unknown kid",
+            check.clone(),
+            &[
+                rewrap("a", "sealed a", "new a"),
+                rewrap("z", "sealed b", "new b"),
+            ],
+        ),
+    ];
+    for (case, check, keys) in cases {
+        assert!(!store.rewrap_keys(&check, keys).await.unwrap(), "{case}");
+        assert_eq!(ciphertexts(&fx).await, before, "{case}: something changed");
+    }
+    let keys = [
+        rewrap("a", "sealed a", "new a"),
+        rewrap("b", "sealed b", "new b"),
+    ];
+    assert!(store.rewrap_keys(&check, &keys).await.unwrap());
+    assert_eq!(
+        ciphertexts(&fx).await,
+        (
+            vec![
+                ("a".into(), b"new a".to_vec()),
+                ("b".into(), b"new b".to_vec())
+            ],
+            Some(b"check 2".to_vec())
+        )
+    );
+    // Kids and states are untouched.
+    assert_eq!(
+        key_states(&fx).await,
+        named(&[("a", KeyState::Active), ("b", KeyState::Next)])
+    );
+}
+
 both_backends!(
+    rewrapping_keys_is_all_or_nothing,
     the_first_master_key_check_stays,
     initial_keys_are_added_once,
     rotation_needs_the_expected_next_key,
