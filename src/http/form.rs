@@ -137,10 +137,20 @@ impl<S: Send + Sync> FromRequest<S> for FormOrJson {
                 )
             })?;
         reject_json_nul(&body)?;
-        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+        let Members(members) = serde_json::from_slice(&body)
             .map_err(|_| Error::invalid_request("the body must be a JSON object"))?;
         let mut params = HashMap::new();
-        for (name, value) in object {
+        let mut seen = std::collections::HashSet::new();
+        for (name, value) in members {
+            // RFC 8259 §4: with a name repeated, readers disagree on which value counts; as in
+            // a form (RFC 6749 §3.2), a repeated parameter is refused, never one of them picked.
+            if !seen.insert(name.clone()) {
+                return Err(Error::invalid_request(format!(
+                    "parameter {} is repeated",
+                    printable(&name)
+                ))
+                .into());
+            }
             match value {
                 serde_json::Value::String(text) if text.is_empty() => {}
                 serde_json::Value::String(text) => {
@@ -157,6 +167,37 @@ impl<S: Send + Sync> FromRequest<S> for FormOrJson {
             }
         }
         Ok(Self(Params(params)))
+    }
+}
+
+/// The members of a JSON object in the order sent, repeated names included (a map would keep
+/// only the last value of a repeated name, silently).
+struct Members(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+
+        deserializer.deserialize_map(Visitor)
     }
 }
 
