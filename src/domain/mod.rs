@@ -61,6 +61,12 @@ pub enum Error {
     NotFound(&'static str),
     #[error("conflict: {0}")]
     Conflict(Cow<'static, str>),
+    /// A conflict that passes by itself: the same request succeeds after this many seconds.
+    #[error("conflict: {text}")]
+    TooSoon {
+        text: Cow<'static, str>,
+        retry_after_seconds: u64,
+    },
     /// Too many failed attempts for this username or client.
     #[error("throttled")]
     Throttled { retry_after_seconds: u64 },
@@ -118,7 +124,12 @@ impl From<keys::KeyRingError> for Error {
             K::NoActiveKey => Self::TemporarilyUnavailable,
             K::UnknownKey => Self::NotFound("signing key"),
             K::Conflict => Self::Conflict("the key set changed meanwhile; retry".into()),
-            e @ K::NextKeyTooNew { .. } => Self::Conflict(e.to_string().into()),
+            e @ K::NextKeyTooNew {
+                retry_after_seconds,
+            } => Self::TooSoon {
+                text: e.to_string().into(),
+                retry_after_seconds,
+            },
             // Logged once, by the edge, with the reason.
             e @ (K::WrongMasterKey | K::Key(_)) => Self::crypto(format!("signing key: {e}")),
         }

@@ -68,4 +68,83 @@ async fn a_repeated_json_member_in_refresh_is_invalid_request(backend: Backend) 
     );
 }
 
-both_backends!(a_repeated_json_member_in_refresh_is_invalid_request,);
+async fn rotate(app: &TestApp, body: Option<&str>) -> reqwest::Response {
+    let mut request = app.admin(Method::POST, "/admin/keys/rotate");
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    request.send().await.unwrap()
+}
+
+async fn next_kid(app: &TestApp) -> String {
+    let listed: Value = app.admin_get("/admin/keys").await.json().await.unwrap();
+    listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "next")
+        .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn key_rotation_too_soon_says_when_and_can_be_forced(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // The next key was published at start-up; the JWKS max-age is 300 s.
+    let retry_after = |response: &reqwest::Response| -> u64 {
+        response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let early = rotate(&app, None).await;
+    assert_eq!(retry_after(&early), 300);
+    assert_error(early, 409, "conflict").await;
+    app.clock.advance(time::Duration::milliseconds(100_500));
+    let later = rotate(&app, Some(r#"{"force": false}"#)).await;
+    // Rounded up: retrying after it finds the key ready.
+    assert_eq!(retry_after(&later), 200);
+    assert_error(later, 409, "conflict").await;
+
+    // Bad bodies are refused and rotate nothing.
+    let next = next_kid(&app).await;
+    for body in [
+        r#"{"force": tru"#,
+        r#"{"force": "yes"}"#,
+        r#"{"force": true, "now": true}"#,
+        "[]",
+    ] {
+        assert_error(rotate(&app, Some(body)).await, 400, "invalid_request").await;
+    }
+    let not_json = app
+        .admin(Method::POST, "/admin/keys/rotate")
+        .header("content-type", "text/plain")
+        .body("force")
+        .send()
+        .await
+        .unwrap();
+    assert_error(not_json, 400, "invalid_request").await;
+    assert_eq!(next_kid(&app).await, next);
+
+    let forced = rotate(&app, Some(r#"{"force": true}"#)).await;
+    assert_eq!(forced.status(), StatusCode::OK);
+    let forced: Value = forced.json().await.unwrap();
+    assert_eq!(forced["kid"], next.as_str());
+
+    // An empty body still rotates once the next key has been published long enough.
+    let next = next_kid(&app).await;
+    app.clock.advance(time::Duration::seconds(300));
+    let rotated = rotate(&app, None).await;
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let rotated: Value = rotated.json().await.unwrap();
+    assert_eq!(rotated["kid"], next.as_str());
+}
+
+both_backends!(
+    a_repeated_json_member_in_refresh_is_invalid_request,
+    key_rotation_too_soon_says_when_and_can_be_forced,
+);
