@@ -30,6 +30,7 @@ use crate::domain::Issuer;
 mod admin;
 mod audit;
 mod auth;
+mod cross_site;
 mod error;
 mod form;
 mod health;
@@ -58,6 +59,8 @@ pub struct AppState {
     jwks_cache_control: axum::http::HeaderValue,
     /// GET /openapi.json, rendered once.
     openapi: bytes::Bytes,
+    /// The issuer's origin: an `Origin` other than this marks a cross-site request.
+    issuer_origin: url::Origin,
 }
 
 impl AppState {
@@ -65,8 +68,11 @@ impl AppState {
         let jwks_cache_control = format!("public, max-age={}", jwks_max_age.as_secs())
             .parse()
             .expect("a valid header value");
+        let issuer_origin = url::Url::parse(issuer.issuer())
+            .map_or_else(|_| url::Origin::new_opaque(), |url| url.origin());
         Self {
             issuer,
+            issuer_origin,
             metrics: crate::metrics::handle(),
             jwks_cache_control,
             openapi: openapi::document(),
@@ -129,6 +135,11 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/admin/keys", get(admin::keys::list))
         .route("/admin/keys/rotate", post(admin::keys::rotate))
         .fallback(|| async { ApiError::not_found() })
+        // State-changing requests to /admin/* and /revoke that a browser marks cross-site.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cross_site::refuse,
+        ))
         .with_state(state)
         // Inside the router, so the matched route template (never the raw path) is the label.
         .layer(axum::middleware::from_fn(track_latency))

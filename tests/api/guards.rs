@@ -147,4 +147,110 @@ async fn key_rotation_too_soon_says_when_and_can_be_forced(backend: Backend) {
 both_backends!(
     a_repeated_json_member_in_refresh_is_invalid_request,
     key_rotation_too_soon_says_when_and_can_be_forced,
+    cross_site_state_changes_to_admin_and_revoke_are_refused,
 );
+
+async fn cross_site_state_changes_to_admin_and_revoke_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // No configured issuer: it is http:// + the bound address.
+    let own_origin = app.url.clone();
+    let create = |headers: &[(&str, &str)]| {
+        let mut request = app.admin(Method::POST, "/admin/users").json(
+            &json!({"username": uuid::Uuid::new_v4().to_string(), "password": "a long password"}),
+        );
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    for refused in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        vec![
+            ("sec-fetch-site", "same-site"),
+            ("origin", "https://evil.example"),
+        ],
+        vec![
+            ("sec-fetch-site", "cross-site"),
+            ("origin", own_origin.as_str()),
+        ],
+    ] {
+        let body = assert_error(create(&refused).await.unwrap(), 403, "access_denied").await;
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("cross-site"),
+            "{body}"
+        );
+    }
+    for passed in [
+        vec![],
+        vec![("sec-fetch-site", "same-origin")],
+        vec![("sec-fetch-site", "same-site")],
+        vec![("sec-fetch-site", "none")],
+        vec![("origin", own_origin.as_str())],
+        vec![
+            ("sec-fetch-site", "same-origin"),
+            ("origin", own_origin.as_str()),
+        ],
+    ] {
+        let response = create(&passed).await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{passed:?}");
+    }
+    // Nothing the refused requests asked for happened: only the passed ones made users.
+    assert_eq!(app.db.scalar("select count(*) from user_account").await, 6);
+
+    // Every state-changing method on the admin API, and POST /revoke.
+    let (client_id, _) = app.standard_client().await;
+    let evil = [("origin", "https://evil.example")];
+    let requests = [
+        app.admin(Method::PATCH, &format!("/admin/clients/{client_id}"))
+            .json(&json!({"disabled": true})),
+        app.admin(Method::POST, &format!("/admin/clients/{client_id}/secret")),
+        app.admin(Method::POST, "/admin/keys/rotate")
+            .json(&json!({"force": true})),
+        app.admin(Method::DELETE, "/admin/clients"),
+        app.admin(Method::PUT, "/admin/clients"),
+        app.admin(Method::POST, "/revoke")
+            .form(&[("client_id", client_id.as_str()), ("disable", "true")]),
+    ];
+    for request in requests {
+        let response = request.header(evil[0].0, evil[0].1).send().await.unwrap();
+        assert_error(response, 403, "access_denied").await;
+    }
+    let client: Value = app
+        .admin_get(&format!("/admin/clients/{client_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(client["disabled"], false, "{client}");
+    // Reading stays open to any origin, and other endpoints are not guarded.
+    let read = app
+        .admin(Method::GET, "/admin/keys")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let token = app
+        .request(Method::POST, "/token")
+        .basic_auth(crate::helpers::ADMIN_ID, Some(crate::helpers::ADMIN_SECRET))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::OK);
+    // A same-origin revocation passes.
+    let revoked = app
+        .admin(Method::POST, "/revoke")
+        .header("origin", own_origin.as_str())
+        .form(&[("client_id", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+}
