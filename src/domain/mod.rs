@@ -213,7 +213,7 @@ impl Issuer {
             return Err(Error::TemporarilyUnavailable);
         }
         match tokio::time::timeout(READINESS_TIMEOUT, self.store.ping()).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => self.ensure_fresh_revocations().await,
             // Whatever the cause, a database that cannot answer `select 1` is not ready.
             Ok(Err(error)) => {
                 tracing::warn!(%error, "not ready: the database did not answer");
@@ -221,6 +221,31 @@ impl Issuer {
             }
             Err(_elapsed) => {
                 tracing::warn!("not ready: the database did not answer in time");
+                Err(Error::TemporarilyUnavailable)
+            }
+        }
+    }
+
+    /// Bounded staleness: past `revocation_max_staleness` without a successful revocation
+    /// sync, this instance could vouch for tokens revoked elsewhere meanwhile, so it catches up
+    /// now or answers `TemporarilyUnavailable` (CONTRACT: `TESSERA_REVOCATION_MAX_STALENESS`).
+    pub(crate) async fn ensure_fresh_revocations(&self) -> Result<(), Error> {
+        let limit = self.policy.revocation_max_staleness;
+        if self.revocations.is_fresh(self.clock.now(), limit) {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let catch_up = self.revocations.catch_up(self.store.as_ref(), now);
+        match tokio::time::timeout(READINESS_TIMEOUT, catch_up).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "revocation state too stale to answer, and the database did not answer");
+                Err(Error::TemporarilyUnavailable)
+            }
+            Err(_elapsed) => {
+                tracing::warn!(
+                    "revocation state too stale to answer, and the database did not answer in time"
+                );
                 Err(Error::TemporarilyUnavailable)
             }
         }

@@ -5,7 +5,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, assert_error};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Connection;
+
+use crate::helpers::{Backend, TestApp, TestDb, assert_error, eventually};
 
 /// A password login of a new user with a standard client: (client, refresh token).
 async fn login(app: &TestApp) -> ((String, String), String) {
@@ -144,10 +149,140 @@ async fn key_rotation_too_soon_says_when_and_can_be_forced(backend: Backend) {
     assert_eq!(rotated["kid"], next.as_str());
 }
 
+/// Runs one statement on the test database from outside the app.
+async fn execute(db: &TestDb, sql: &str) {
+    match db.backend {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            let _ = conn.close().await;
+        }
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            let _ = conn.close().await;
+        }
+    }
+}
+
+/// A client allowed to introspect, and an access token of its own.
+async fn introspector(app: &TestApp) -> ((String, String), String) {
+    let (id, secret) = app
+        .create_client(json!({
+            "grant_types": ["client_credentials"],
+            "audiences": ["https://api.example.com"],
+            "introspect": true,
+        }))
+        .await;
+    let secret = secret.unwrap();
+    let body: Value = app
+        .token(
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    (
+        (id, secret),
+        body["access_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn introspect(app: &TestApp, client: &(String, String), token: &str) -> reqwest::Response {
+    app.request(Method::POST, "/introspect")
+        .basic_auth(&client.0, Some(&client.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn active(response: reqwest::Response) -> bool {
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["active"].as_bool().unwrap()
+}
+
+async fn a_stale_revocation_state_answers_503_until_it_is_fresh_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (client, token) = introspector(&app).await;
+    assert!(active(introspect(&app, &client, &token).await).await);
+
+    // The revocation reads fail while the rest of the database answers: the sync cannot
+    // refresh the revocation state, though the database pings fine.
+    execute(&app.db, "alter table revocation rename to revocation_away").await;
+    // Within TESSERA_REVOCATION_MAX_STALENESS (30 s), memory still answers.
+    app.clock.advance(time::Duration::seconds(30));
+    assert!(active(introspect(&app, &client, &token).await).await);
+    assert_eq!(
+        app.get("/readyz").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Past it, this instance vouches for nothing.
+    app.clock.advance(time::Duration::seconds(1));
+    let refused = introspect(&app, &client, &token).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_error(refused, 503, "temporarily_unavailable").await;
+    assert_error(
+        app.get("/readyz").send().await.unwrap(),
+        503,
+        "temporarily_unavailable",
+    )
+    .await;
+    // Liveness is not readiness.
+    assert_eq!(
+        app.get("/healthz").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // Once the state can be refreshed, it is fresh again: no restart.
+    execute(&app.db, "alter table revocation_away rename to revocation").await;
+    assert!(active(introspect(&app, &client, &token).await).await);
+    assert_eq!(
+        app.get("/readyz").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+/// PostgreSQL only: the database unreachable from this instance altogether.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_instance_stops_vouching_for_tokens() {
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let app = TestApp::spawn_on(db, |s| s.set("database_acquire_timeout", "1")).await;
+    let (client, token) = introspector(&app).await;
+    assert!(active(introspect(&app, &client, &token).await).await);
+
+    app.db.cut_connections().await;
+    // Memory answers introspection without the database, within the limit...
+    assert!(active(introspect(&app, &client, &token).await).await);
+    // ...and not past it.
+    app.clock.advance(time::Duration::seconds(31));
+    assert_error(
+        introspect(&app, &client, &token).await,
+        503,
+        "temporarily_unavailable",
+    )
+    .await;
+
+    app.db.restore_connections().await;
+    let recovered = eventually(Duration::from_secs(15), || async {
+        introspect(&app, &client, &token).await.status() == StatusCode::OK
+    })
+    .await;
+    assert!(
+        recovered,
+        "introspection did not recover after the database came back"
+    );
+    assert!(active(introspect(&app, &client, &token).await).await);
+}
+
 both_backends!(
     a_repeated_json_member_in_refresh_is_invalid_request,
     key_rotation_too_soon_says_when_and_can_be_forced,
     cross_site_state_changes_to_admin_and_revoke_are_refused,
+    a_stale_revocation_state_answers_503_until_it_is_fresh_again,
 );
 
 async fn cross_site_state_changes_to_admin_and_revoke_are_refused(backend: Backend) {
