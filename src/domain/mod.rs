@@ -108,6 +108,9 @@ impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match error {
             e if e.is_unavailable() => Self::TemporarilyUnavailable,
+            StoreError::LastAdmin => {
+                Self::Conflict("the last enabled admin client cannot be disabled".into())
+            }
             StoreError::UnstorableText => {
                 Self::invalid_request("a value contains a character that cannot be stored (NUL)")
             }

@@ -278,11 +278,109 @@ async fn a_partitioned_instance_stops_vouching_for_tokens() {
     assert!(active(introspect(&app, &client, &token).await).await);
 }
 
+async fn enabled_admins(db: &TestDb) -> i64 {
+    db.scalar("select count(*) from client where is_admin and not disabled")
+        .await
+}
+
+async fn two_admins_disabling_each_other_leave_one_enabled(backend: Backend) {
+    const ROUNDS: usize = 25;
+    let app = TestApp::spawn(backend).await;
+    let admin = || async {
+        let (id, secret) = app
+            .create_client(json!({
+                "grant_types": ["client_credentials"],
+                "audiences": ["https://api.example.com"],
+                "admin": true,
+            }))
+            .await;
+        (id, secret.unwrap())
+    };
+    let (a, b) = (admin().await, admin().await);
+    let patch = |by: &(String, String), target: &str, disabled: bool| {
+        app.request(Method::PATCH, &format!("/admin/clients/{target}"))
+            .basic_auth(&by.0, Some(&by.1))
+            .json(&json!({ "disabled": disabled }))
+    };
+    // The bootstrap admin goes: a and b are the last two enabled admins.
+    let response = patch(&a, crate::helpers::ADMIN_ID, true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(enabled_admins(&app.db).await, 2);
+
+    let revoke = |by: &(String, String), target: &str| {
+        app.request(Method::POST, "/revoke")
+            .basic_auth(&by.0, Some(&by.1))
+            .form(&[("client_id", target), ("disable", "true")])
+    };
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        // PATCH /admin/clients/{id} and POST /revoke client_id=… disable=true, in turn.
+        let requests = if round % 2 == 0 {
+            [patch(&a, &b.0, true), patch(&b, &a.0, true)]
+        } else {
+            [revoke(&a, &b.0), revoke(&b, &a.0)]
+        };
+        let tasks = requests.map(|request| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                request.send().await.unwrap().status()
+            })
+        });
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.unwrap());
+        }
+        let succeeded: Vec<usize> = (0..2).filter(|&i| statuses[i] == StatusCode::OK).collect();
+        assert!(
+            succeeded.len() <= 1,
+            "round {round}: both disabled the other: {statuses:?}"
+        );
+        assert_eq!(
+            enabled_admins(&app.db).await,
+            1,
+            "round {round}: {statuses:?}"
+        );
+        for (i, status) in statuses.iter().enumerate() {
+            // The loser is refused (409), or finds its own credentials disabled already (401).
+            assert!(
+                *status == StatusCode::OK
+                    || *status == StatusCode::CONFLICT
+                    || *status == StatusCode::UNAUTHORIZED,
+                "round {round}, request {i}: {status}"
+            );
+        }
+        // The survivor enables the other again for the next round.
+        let (survivor, disabled) = if succeeded == [0] { (&a, &b) } else { (&b, &a) };
+        let response = patch(survivor, &disabled.0, false).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "round {round}");
+        assert_eq!(enabled_admins(&app.db).await, 2);
+    }
+
+    // Disable b; a, the last one, cannot be disabled by anyone, the CLI's path included.
+    let response = revoke(&a, &b.0).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let refused = app
+        .issuer
+        .set_client_disabled("operator", &a.0, true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, tessera::domain::Error::Conflict(_)),
+        "{refused:?}"
+    );
+    assert_eq!(enabled_admins(&app.db).await, 1);
+}
+
 both_backends!(
     a_repeated_json_member_in_refresh_is_invalid_request,
     key_rotation_too_soon_says_when_and_can_be_forced,
     cross_site_state_changes_to_admin_and_revoke_are_refused,
     a_stale_revocation_state_answers_503_until_it_is_fresh_again,
+    two_admins_disabling_each_other_leave_one_enabled,
 );
 
 async fn cross_site_state_changes_to_admin_and_revoke_are_refused(backend: Backend) {
