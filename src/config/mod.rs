@@ -107,6 +107,7 @@ impl Settings {
                 refresh_token_idle_ttl,
                 refresh_token_absolute_ttl,
                 refresh_reuse_grace,
+                revocation_max_staleness: self.value(&REVOCATION_MAX_STALENESS)?,
             },
             key_rotation_interval,
             jwks_max_age,

@@ -314,6 +314,14 @@ pub(super) const JWKS_MAX_AGE: Setting<Duration> = Setting {
     constraint: None,
 };
 
+pub(super) const REVOCATION_MAX_STALENESS: Setting<Duration> = Setting {
+    key: "revocation_max_staleness",
+    default: Initial::Value("30"),
+    parser: &Seconds { min: 1, max: 3600 },
+    meaning: "introspection and `/readyz` answer 503 when this instance's revocation state could not be refreshed for longer than this, seconds",
+    constraint: None,
+};
+
 pub(super) const REQUEST_TIMEOUT: Setting<Duration> = Setting {
     key: "request_timeout",
     default: Initial::Value("15"),
@@ -374,6 +382,7 @@ pub(super) const ALL: &[&dyn Row] = &[
     &REFRESH_REUSE_GRACE,
     &KEY_ROTATION_INTERVAL,
     &JWKS_MAX_AGE,
+    &REVOCATION_MAX_STALENESS,
     &REQUEST_TIMEOUT,
     &SHUTDOWN_GRACE,
     &TRUSTED_PROXIES,

@@ -238,10 +238,10 @@ impl Issuer {
         self.client(client_id).await
     }
 
-    /// Refuses to let an admin disable itself (another admin must), or anyone disable the last
-    /// enabled admin: nobody could then use the admin API or revoke anything over HTTP. The
-    /// count is taken before the write, so two admins disabling each other at the same instant
-    /// can both pass (see the README's Limits).
+    /// Refuses to let an admin disable itself (another admin must). That the last enabled admin
+    /// is never disabled (nobody could then use the admin API or revoke anything over HTTP) is
+    /// checked by the store, in the disabling transaction with the admin rows locked, so two
+    /// admins disabling each other at once cannot both succeed ([`StoreError::LastAdmin`]).
     pub(crate) async fn ensure_admin_may_disable(
         &self,
         actor: &str,
@@ -250,21 +250,6 @@ impl Issuer {
         if actor == client.client_id {
             return Err(Error::Conflict(
                 "an admin client cannot disable itself; another admin can".into(),
-            ));
-        }
-        if !client.is_admin {
-            return Ok(());
-        }
-        let others = self
-            .store
-            .list_clients()
-            .await?
-            .into_iter()
-            .filter(|c| c.is_admin && !c.disabled && c.client_id != client.client_id)
-            .count();
-        if others == 0 {
-            return Err(Error::Conflict(
-                "the last enabled admin client cannot be disabled".into(),
             ));
         }
         Ok(())

@@ -259,7 +259,10 @@ impl KeyRing {
         let now = self.clock.now();
         let ready_at = published_at + self.policy.jwks_max_age;
         if now < ready_at && !force {
-            let wait = (ready_at - now).whole_seconds().max(1) as u64;
+            // Rounded up: retrying after the advertised wait must find the key ready.
+            let wait = ready_at - now;
+            let wait = (wait.whole_seconds() + i64::from(wait.subsec_nanoseconds() > 0)).max(1);
+            let wait = u64::try_from(wait).unwrap_or(1);
             return Err(KeyRingError::NextKeyTooNew {
                 retry_after_seconds: wait,
             });

@@ -61,6 +61,12 @@ pub enum Error {
     NotFound(&'static str),
     #[error("conflict: {0}")]
     Conflict(Cow<'static, str>),
+    /// A conflict that passes by itself: the same request succeeds after this many seconds.
+    #[error("conflict: {text}")]
+    TooSoon {
+        text: Cow<'static, str>,
+        retry_after_seconds: u64,
+    },
     /// Too many failed attempts for this username or client.
     #[error("throttled")]
     Throttled { retry_after_seconds: u64 },
@@ -102,6 +108,9 @@ impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match error {
             e if e.is_unavailable() => Self::TemporarilyUnavailable,
+            StoreError::LastAdmin => {
+                Self::Conflict("the last enabled admin client cannot be disabled".into())
+            }
             StoreError::UnstorableText => {
                 Self::invalid_request("a value contains a character that cannot be stored (NUL)")
             }
@@ -118,7 +127,12 @@ impl From<keys::KeyRingError> for Error {
             K::NoActiveKey => Self::TemporarilyUnavailable,
             K::UnknownKey => Self::NotFound("signing key"),
             K::Conflict => Self::Conflict("the key set changed meanwhile; retry".into()),
-            e @ K::NextKeyTooNew { .. } => Self::Conflict(e.to_string().into()),
+            e @ K::NextKeyTooNew {
+                retry_after_seconds,
+            } => Self::TooSoon {
+                text: e.to_string().into(),
+                retry_after_seconds,
+            },
             // Logged once, by the edge, with the reason.
             e @ (K::WrongMasterKey | K::Key(_)) => Self::crypto(format!("signing key: {e}")),
         }
@@ -202,7 +216,7 @@ impl Issuer {
             return Err(Error::TemporarilyUnavailable);
         }
         match tokio::time::timeout(READINESS_TIMEOUT, self.store.ping()).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => self.ensure_fresh_revocations().await,
             // Whatever the cause, a database that cannot answer `select 1` is not ready.
             Ok(Err(error)) => {
                 tracing::warn!(%error, "not ready: the database did not answer");
@@ -210,6 +224,31 @@ impl Issuer {
             }
             Err(_elapsed) => {
                 tracing::warn!("not ready: the database did not answer in time");
+                Err(Error::TemporarilyUnavailable)
+            }
+        }
+    }
+
+    /// Bounded staleness: past `revocation_max_staleness` without a successful revocation
+    /// sync, this instance could vouch for tokens revoked elsewhere meanwhile, so it catches up
+    /// now or answers `TemporarilyUnavailable` (CONTRACT: `TESSERA_REVOCATION_MAX_STALENESS`).
+    pub(crate) async fn ensure_fresh_revocations(&self) -> Result<(), Error> {
+        let limit = self.policy.revocation_max_staleness;
+        if self.revocations.is_fresh(self.clock.now(), limit) {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let catch_up = self.revocations.catch_up(self.store.as_ref(), now);
+        match tokio::time::timeout(READINESS_TIMEOUT, catch_up).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "revocation state too stale to answer, and the database did not answer");
+                Err(Error::TemporarilyUnavailable)
+            }
+            Err(_elapsed) => {
+                tracing::warn!(
+                    "revocation state too stale to answer, and the database did not answer in time"
+                );
                 Err(Error::TemporarilyUnavailable)
             }
         }

@@ -11,4 +11,7 @@ pub struct TokenPolicy {
     pub refresh_token_absolute_ttl: Duration,
     /// The retry window after a rotation: the old token gets the same successor again.
     pub refresh_reuse_grace: Duration,
+    /// Past this without a successful revocation sync, introspection and readiness answer
+    /// 503: a partitioned instance must not vouch for tokens revoked meanwhile.
+    pub revocation_max_staleness: Duration,
 }

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
@@ -29,6 +31,9 @@ struct State {
 #[derive(Default)]
 pub struct RevocationState {
     state: RwLock<State>,
+    /// The clock reading (unix milliseconds) taken before the last catch-up that succeeded:
+    /// everything revoked before it is applied. 0 until the first.
+    fresh_at: AtomicI64,
 }
 
 impl RevocationState {
@@ -89,7 +94,15 @@ impl RevocationState {
                 break;
             }
         }
+        self.fresh_at.fetch_max(unix_millis(now), Ordering::Relaxed);
         Ok(applied)
+    }
+
+    /// Whether the last successful catch-up began at most `max_staleness` before `now`
+    /// (CONTRACT: `TESSERA_REVOCATION_MAX_STALENESS`).
+    pub fn is_fresh(&self, now: OffsetDateTime, max_staleness: Duration) -> bool {
+        let age = unix_millis(now).saturating_sub(self.fresh_at.load(Ordering::Relaxed));
+        u128::try_from(age).map_or(true, |age| age <= max_staleness.as_millis())
     }
 
     /// Drops entries past their usefulness, at most once a minute: the pass walks every entry
@@ -116,6 +129,10 @@ impl RevocationState {
             .jtis
             .len()
     }
+}
+
+fn unix_millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// Keeps the latest cut-off of a principal, and the latest time it can matter.
@@ -222,6 +239,23 @@ mod tests {
         merge_cutoff(&mut map, "bob".into(), 10, 20);
         assert_eq!(map.len(), 2);
         assert_eq!(map["bob"], (10, 20));
+    }
+
+    #[test]
+    fn the_state_is_fresh_for_max_staleness_after_the_last_successful_catch_up() {
+        let at = |millis: i64| {
+            OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000).unwrap()
+        };
+        let limit = Duration::from_secs(30);
+        let state = RevocationState::default();
+        // Never caught up: stale.
+        assert!(!state.is_fresh(at(1_000_000), limit));
+        state.fresh_at.fetch_max(1_000_000, Ordering::Relaxed);
+        assert!(state.is_fresh(at(1_000_000), limit));
+        assert!(state.is_fresh(at(1_030_000), limit));
+        assert!(!state.is_fresh(at(1_030_001), limit));
+        // A clock set back is not staleness.
+        assert!(state.is_fresh(at(900_000), limit));
     }
 
     #[test]

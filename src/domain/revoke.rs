@@ -258,6 +258,7 @@ impl Issuer {
         if caller.is_public() || (!caller.can_introspect && !caller.is_admin) {
             return Err(Error::AccessDenied);
         }
+        self.ensure_fresh_revocations().await?;
         let inactive = Introspection::default();
         let now = self.clock.now();
         if let Some((session_id, digest)) = parse_refresh_token(token) {

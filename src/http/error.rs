@@ -171,6 +171,13 @@ impl From<domain::Error> for ApiError {
                 format!("no such {what}"),
             ),
             E::Conflict(text) => Self::new(StatusCode::CONFLICT, "conflict", text),
+            E::TooSoon {
+                text,
+                retry_after_seconds,
+            } => Self {
+                retry_after: Some(retry_after_seconds),
+                ..Self::new(StatusCode::CONFLICT, "conflict", text)
+            },
             E::Throttled {
                 retry_after_seconds,
             } => Self {

@@ -137,10 +137,20 @@ impl<S: Send + Sync> FromRequest<S> for FormOrJson {
                 )
             })?;
         reject_json_nul(&body)?;
-        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+        let Members(members) = serde_json::from_slice(&body)
             .map_err(|_| Error::invalid_request("the body must be a JSON object"))?;
         let mut params = HashMap::new();
-        for (name, value) in object {
+        let mut seen = std::collections::HashSet::new();
+        for (name, value) in members {
+            // RFC 8259 §4: with a name repeated, readers disagree on which value counts; as in
+            // a form (RFC 6749 §3.2), a repeated parameter is refused, never one of them picked.
+            if !seen.insert(name.clone()) {
+                return Err(Error::invalid_request(format!(
+                    "parameter {} is repeated",
+                    printable(&name)
+                ))
+                .into());
+            }
             match value {
                 serde_json::Value::String(text) if text.is_empty() => {}
                 serde_json::Value::String(text) => {
@@ -160,6 +170,37 @@ impl<S: Send + Sync> FromRequest<S> for FormOrJson {
     }
 }
 
+/// The members of a JSON object in the order sent, repeated names included (a map would keep
+/// only the last value of a repeated name, silently).
+struct Members(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// A JSON body for the admin API. Errors name a missing or unknown field, never a value.
 pub struct JsonBody<T>(pub T);
 
@@ -168,38 +209,73 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !content_type_is(&request, "application/json") {
-            return Err(Error::invalid_request("the body must be application/json").into());
+            return Err(not_json());
         }
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                ApiError::new(
-                    rejection.status(),
-                    "invalid_request",
-                    "the body could not be read",
-                )
-            })?;
-        reject_json_nul(&body)?;
-        serde_json::from_slice(&body).map(Self).map_err(|e| {
-            let text = e.to_string();
-            // serde names fields in backquotes; other messages may quote the offending value.
-            let message = if text.starts_with("missing field") || text.starts_with("unknown field")
-            {
-                text.split(", expected")
-                    .next()
-                    .unwrap_or("")
-                    .split(" at line")
-                    .next()
-                    .unwrap_or("")
-                    .to_owned()
-            } else {
-                format!(
-                    "the body is not valid JSON for this endpoint (line {}, column {})",
-                    e.line(),
-                    e.column()
-                )
-            };
-            Error::invalid_request(message).into()
-        })
+        let body = read_body(request, state).await?;
+        parse_json(&body).map(Self)
     }
+}
+
+/// A JSON body the admin API may also be sent without: an empty body is `T::default()`
+/// (POST /admin/keys/rotate without `{"force": true}`, as before the body existed).
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = content_type_is(&request, "application/json");
+        let body = read_body(request, state).await?;
+        if body.is_empty() {
+            return Ok(Self(T::default()));
+        }
+        if !json {
+            return Err(not_json());
+        }
+        parse_json(&body).map(Self)
+    }
+}
+
+fn not_json() -> ApiError {
+    Error::invalid_request("the body must be application/json").into()
+}
+
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            ApiError::new(
+                rejection.status(),
+                "invalid_request",
+                "the body could not be read",
+            )
+        })
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    reject_json_nul(body)?;
+    // Every admin body is an object; serde would also fill a struct from an array.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::invalid_request("the body must be a JSON object").into());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        // serde names fields in backquotes; other messages may quote the offending value.
+        let message = if text.starts_with("missing field") || text.starts_with("unknown field") {
+            text.split(", expected")
+                .next()
+                .unwrap_or("")
+                .split(" at line")
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        } else {
+            format!(
+                "the body is not valid JSON for this endpoint (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        };
+        Error::invalid_request(message).into()
+    })
 }

@@ -30,6 +30,7 @@ use crate::domain::Issuer;
 mod admin;
 mod audit;
 mod auth;
+mod cross_site;
 mod error;
 mod form;
 mod health;
@@ -61,6 +62,8 @@ pub struct AppState {
     openapi: bytes::Bytes,
     /// Whose `X-Forwarded-For` names the source address (`source.rs`).
     trusted_proxies: Arc<source::TrustedProxies>,
+    /// The issuer's origin: an `Origin` other than this marks a cross-site request.
+    issuer_origin: url::Origin,
 }
 
 impl AppState {
@@ -68,8 +71,11 @@ impl AppState {
         let jwks_cache_control = format!("public, max-age={}", jwks_max_age.as_secs())
             .parse()
             .expect("a valid header value");
+        let issuer_origin = url::Url::parse(issuer.issuer())
+            .map_or_else(|_| url::Origin::new_opaque(), |url| url.origin());
         Self {
             issuer,
+            issuer_origin,
             metrics: crate::metrics::handle(),
             jwks_cache_control,
             openapi: openapi::document(),
@@ -133,6 +139,11 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/admin/keys", get(admin::keys::list))
         .route("/admin/keys/rotate", post(admin::keys::rotate))
         .fallback(|| async { ApiError::not_found() })
+        // State-changing requests to /admin/* and /revoke that a browser marks cross-site.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cross_site::refuse,
+        ))
         .with_state(state)
         // Inside the router, so the matched route template (never the raw path) is the label.
         .layer(axum::middleware::from_fn(track_latency))

@@ -15,6 +15,9 @@ pub enum StoreError {
     /// refused before anything was written.
     #[error("text the database cannot store")]
     UnstorableText,
+    /// Disabling this client would leave no enabled admin client; nothing was changed.
+    #[error("the last enabled admin client cannot be disabled")]
+    LastAdmin,
     #[error("database error (code {code})")]
     Database { code: String },
     #[error("database error ({kind})")]

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod admin;
+mod guards;
 mod keys;
 mod operations;
 mod refresh;

@@ -1,6 +1,28 @@
-//! Clients on PostgreSQL: nothing dialect-specific. Uses: model.
+//! Clients on PostgreSQL: disabling locks the enabled admin rows first. Uses: model.
+
+use sqlx::{Postgres, Transaction};
 
 use super::PgStore;
-use crate::store::sql::clients::client_store;
+use crate::store::StoreError;
+use crate::store::sql::clients::{client_store, keep_an_admin};
+
+/// Locked in id order, whoever disables: of two admins disabling each other at once, the second
+/// waits for the first to commit, then sees one enabled admin left.
+const LOCK_ENABLED_ADMINS: &str =
+    "select client_id from client where is_admin and not disabled order by client_id for update";
+
+impl PgStore {
+    /// Refuses to disable the last enabled admin, counted and locked in the disabling
+    /// transaction.
+    pub(super) async fn keep_an_admin(
+        tx: &mut Transaction<'_, Postgres>,
+        client_id: &str,
+    ) -> Result<(), StoreError> {
+        let admins: Vec<String> = sqlx::query_scalar(LOCK_ENABLED_ADMINS)
+            .fetch_all(&mut **tx)
+            .await?;
+        keep_an_admin(&admins, client_id)
+    }
+}
 
 client_store!(PgStore);

@@ -21,6 +21,18 @@ pub(crate) static LIST: LazyLock<String> =
 pub(crate) static FIND: LazyLock<String> =
     LazyLock::new(|| format!("select {CLIENT_COLUMNS} from client where client_id = $1"));
 
+/// Inside the transaction that disables `client_id`, with the enabled admins read (and, on
+/// PostgreSQL, locked) in it: refuses when that client is the only one of them.
+pub(crate) fn keep_an_admin(
+    enabled_admins: &[String],
+    client_id: &str,
+) -> Result<(), crate::store::StoreError> {
+    if enabled_admins.len() == 1 && enabled_admins[0] == client_id {
+        return Err(crate::store::StoreError::LastAdmin);
+    }
+    Ok(())
+}
+
 macro_rules! client_store {
     ($store:ty) => {
         const _: () = {
@@ -104,6 +116,9 @@ macro_rules! client_store {
                     now: OffsetDateTime,
                 ) -> Result<Update, StoreError> {
                     let mut tx = self.begin_write().await?;
+                    if disabled {
+                        Self::keep_an_admin(&mut tx, client_id).await?;
+                    }
                     let updated = sqlx::query(q::SET_DISABLED)
                         .bind(client_id)
                         .bind(disabled)

@@ -80,6 +80,7 @@ macro_rules! revocation_store {
                                     .await?;
                             }
                             _ => {
+                                Self::keep_an_admin(&mut tx, value).await?;
                                 sqlx::query(q::DISABLE_CLIENT)
                                     .bind(value)
                                     .bind(DbTime(now))
