@@ -298,11 +298,16 @@ impl KeyRing {
 
     /// Compromise: the key leaves the JWKS at once and every token it signed stops verifying;
     /// if it was signing, the next key takes over and a new next key is published.
-    pub async fn revoke(&self, kid: &str) -> Result<KeyState, KeyRingError> {
+    /// The audit event, if given, is written with the revocation (not for a key already revoked).
+    pub async fn revoke(
+        &self,
+        kid: &str,
+        audit: Option<&crate::model::AuditEvent>,
+    ) -> Result<KeyState, KeyRingError> {
         let replacement = generate(self.policy.alg, &self.master).await?;
         let previous = self
             .store
-            .revoke_signing_key(kid, &replacement, self.clock.now())
+            .revoke_signing_key(kid, &replacement, self.clock.now(), audit)
             .await?
             .ok_or(KeyRingError::UnknownKey)?;
         tracing::warn!(%kid, previous_state = previous.as_str(), "signing key revoked");

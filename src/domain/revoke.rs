@@ -8,7 +8,7 @@ use super::refresh::parse_refresh_token;
 use super::token::username_key;
 use super::{Error, Issuer};
 use crate::model::{AuditEvent, AuditFilter, AuditRecord, Client, RevocationKind};
-use crate::store::SessionRevocation;
+use crate::store::{RevocationAdded, SessionRevocation};
 
 /// The admin selectors of POST /revoke.
 #[derive(Debug, Clone)]
@@ -99,7 +99,8 @@ impl Issuer {
             );
             event.client_id = Some(record.client_id.clone());
             let event = event.with_subject(record.user_id.to_string(), Some(record.session_id));
-            self.store
+            let revoked = self
+                .store
                 .revoke_session(
                     session_id,
                     "revoked",
@@ -108,6 +109,10 @@ impl Issuer {
                     Some(&event),
                 )
                 .await?;
+            // Already revoked: nothing was written, so there is nothing to apply.
+            if revoked == SessionRevocation::NotLive {
+                return Ok(());
+            }
             metrics::counter!(crate::metrics::REVOCATIONS, "selector" => "token").increment(1);
             self.sync_revocations().await?;
             return Ok(());
@@ -132,9 +137,13 @@ impl Issuer {
         );
         event.client_id = Some(claims.client_id.clone());
         let event = event.with_subject(claims.sub.clone(), session);
-        self.store
+        let added = self
+            .store
             .add_revocation(RevocationKind::Jti, &claims.jti, now, expires_at, &event)
             .await?;
+        if added == RevocationAdded::AlreadyRevoked {
+            return Ok(());
+        }
         metrics::counter!(crate::metrics::REVOCATIONS, "selector" => "token").increment(1);
         self.sync_revocations().await?;
         Ok(())
@@ -229,8 +238,9 @@ impl Issuer {
                 (u64::from(revoked == SessionRevocation::Revoked), false)
             }
             Selector::Kid(kid) => {
-                self.keys.revoke(kid).await?;
-                self.store.add_audit_event(&event).await?;
+                // The audit event commits with the revocation (and not at all for a key
+                // already revoked).
+                self.keys.revoke(kid, Some(&event)).await?;
                 (0, false)
             }
         };

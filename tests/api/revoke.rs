@@ -696,7 +696,63 @@ async fn disabling_or_resetting_a_user_kills_their_access_tokens(backend: Backen
     );
 }
 
+/// Revocations, audit events and the change feed's versions: what any revocation writes.
+async fn footprint(app: &TestApp) -> [i64; 3] {
+    [
+        app.db.scalar("select count(*) from revocation").await,
+        app.db.scalar("select count(*) from audit_event").await,
+        app.db
+            .scalar("select cast(sum(version) as bigint) from change_feed")
+            .await,
+    ]
+}
+
+/// Revocation is idempotent: 1,000 revocations of one token write once.
+async fn repeated_revocations_write_nothing_after_the_first(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let w = world(&app).await;
+    let (access, refresh_token) = tokens(&app, &w).await;
+    let client = (w.client.0.as_str(), w.client.1.as_str());
+    for token in [&access, &refresh_token] {
+        let response = form(&app, "/revoke", client, &[("token", token)]).await;
+        assert_eq!(response.status(), 200);
+    }
+    let session_id = token_sid(&access);
+    let before = footprint(&app).await;
+    for i in 0..1_000 {
+        let token = if i % 2 == 0 { &access } else { &refresh_token };
+        let response = form(&app, "/revoke", client, &[("token", token)]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.json::<Value>().await.unwrap(), json!({}));
+    }
+    // The admin selector of a revoked session too.
+    for _ in 0..2 {
+        let response = form(&app, "/revoke", ADMIN, &[("session_id", &session_id)]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["sessions_revoked"],
+            0
+        );
+    }
+    assert_eq!(footprint(&app).await, before);
+    assert!(!active(&app, &w, &access).await);
+}
+
+/// The `sid` of an access token, read from its payload.
+fn token_sid(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["sid"].as_str().unwrap().to_owned()
+}
+
 both_backends!(
+    repeated_revocations_write_nothing_after_the_first,
     disabling_or_resetting_a_user_kills_their_access_tokens,
     introspection_of_every_token_kind,
     rfc7009_token_revocation,

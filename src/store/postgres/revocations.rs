@@ -33,13 +33,13 @@ const REVOKE_TOKENS: &str =
 
 impl PgStore {
     /// Revokes every live session of the user (`Subject`) or client and the refresh tokens in
-    /// them; returns how many sessions.
+    /// them; returns their ids.
     async fn revoke_sessions_of(
         tx: &mut Transaction<'_, Postgres>,
         kind: RevocationKind,
         value: &str,
         now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let user_id = uuid::Uuid::parse_str(value).ok();
         let sessions: Vec<uuid::Uuid> = if kind == RevocationKind::Subject {
             // The user row first, as update_user and add_session take it: no deadlock, and a
@@ -65,7 +65,7 @@ impl PgStore {
             .bind(DbTime(now))
             .execute(&mut **tx)
             .await?;
-        Ok(sessions.len() as u64)
+        Ok(sessions.iter().map(uuid::Uuid::to_string).collect())
     }
 }
 
