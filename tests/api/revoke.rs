@@ -325,14 +325,14 @@ async fn offboarding_end_to_end(backend: Backend) {
         &app,
         "/revoke",
         ADMIN,
-        &[("subject", "alice"), ("disable", "true")],
+        &[("username", "alice"), ("disable", "true")],
     )
     .await;
     assert_eq!(response.status(), 200);
     let summary: Value = response.json().await.unwrap();
     assert_eq!(
         summary,
-        json!({"selector": "subject", "value": "alice", "sessions_revoked": 2, "disabled": true})
+        json!({"selector": "username", "value": "alice", "sessions_revoked": 2, "disabled": true})
     );
 
     for token in [
@@ -751,7 +751,61 @@ fn token_sid(token: &str) -> String {
     claims["sid"].as_str().unwrap().to_owned()
 }
 
+/// `subject=` is the exact `sub`, never a username; `username=` offboards by name.
+async fn subject_is_the_exact_sub_and_username_selects_by_name(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let w = world(&app).await;
+    let (access, _) = tokens(&app, &w).await;
+    // A username given as `subject` is a `sub` nobody has: alice keeps her tokens.
+    let response = form(&app, "/revoke", ADMIN, &[("subject", "alice")]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"selector": "subject", "value": "alice", "sessions_revoked": 0, "disabled": false})
+    );
+    assert!(active(&app, &w, &access).await);
+    // Not a user, so nothing to disable.
+    let response = form(
+        &app,
+        "/revoke",
+        ADMIN,
+        &[("subject", "alice"), ("disable", "true")],
+    )
+    .await;
+    assert_error(response, 404, "not_found").await;
+    let response = form(&app, "/revoke", ADMIN, &[("username", "nobody")]).await;
+    assert_error(response, 404, "not_found").await;
+    assert!(active(&app, &w, &access).await);
+    // Two selectors at once are refused.
+    let response = form(
+        &app,
+        "/revoke",
+        ADMIN,
+        &[("username", "alice"), ("subject", &w.user)],
+    )
+    .await;
+    assert_error(response, 400, "invalid_request").await;
+    // By username: alice's own `sub` is cut off.
+    let response = form(&app, "/revoke", ADMIN, &[("username", "alice")]).await;
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"selector": "username", "value": "alice", "sessions_revoked": 1, "disabled": false})
+    );
+    assert!(!active(&app, &w, &access).await);
+    // By the exact `sub`: the user id.
+    app.clock.advance(time::Duration::seconds(1));
+    let (access, _) = tokens(&app, &w).await;
+    assert!(active(&app, &w, &access).await);
+    let response = form(&app, "/revoke", ADMIN, &[("subject", &w.user)]).await;
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["sessions_revoked"],
+        1
+    );
+    assert!(!active(&app, &w, &access).await);
+}
+
 both_backends!(
+    subject_is_the_exact_sub_and_username_selects_by_name,
     repeated_revocations_write_nothing_after_the_first,
     disabling_or_resetting_a_user_kills_their_access_tokens,
     introspection_of_every_token_kind,
