@@ -855,3 +855,44 @@ async fn a_revocation_on_one_postgres_instance_reaches_the_other_within_a_second
     .await;
     assert!(gone, "still active on the second instance after 1 s");
 }
+
+/// A burst of change notifications costs each instance one sync pass, not one per notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_notifications_is_coalesced_into_one_sync() {
+    const BURST: i64 = 500;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let notify = |n: i64| {
+        format!(
+            "select count(pg_notify('{}', 'burst-' || g)) from generate_series(1, {n}) g",
+            tessera::store::CHANGE_CHANNEL
+        )
+    };
+    // Wait until the instance listens: a notification then triggers a pass.
+    let listening = eventually(Duration::from_secs(10), || async {
+        let before = app.issuer.sync_passes();
+        app.db.scalar(&notify(1)).await;
+        eventually(Duration::from_millis(200), || async {
+            app.issuer.sync_passes() > before
+        })
+        .await
+    })
+    .await;
+    assert!(listening, "the instance never reacted to a notification");
+    let before = app.issuer.sync_passes();
+    // Distinct payloads in one transaction: all delivered together at its commit.
+    assert_eq!(app.db.scalar(&notify(BURST)).await, BURST);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.issuer.sync_passes() > before
+        })
+        .await
+    );
+    // Let the instance work through whatever it queued.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let passes = app.issuer.sync_passes() - before;
+    // A pass or two for the burst, plus the periodic ones (every 500 ms).
+    assert!(
+        passes <= 10,
+        "{passes} sync passes for {BURST} notifications"
+    );
+}
