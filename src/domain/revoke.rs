@@ -311,6 +311,15 @@ impl Issuer {
         if self.revocations.is_revoked(&claims) {
             return Ok(inactive);
         }
+        // A disabled (or removed) client's tokens are inactive: an instance that had not yet
+        // learned of the disable may have minted some after the cut-off.
+        if self
+            .clients
+            .get(&claims.client_id)
+            .is_none_or(|client| client.disabled)
+        {
+            return Ok(inactive);
+        }
         Ok(Introspection {
             active: true,
             token_type: Some("Bearer"),

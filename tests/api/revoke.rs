@@ -804,7 +804,35 @@ async fn subject_is_the_exact_sub_and_username_selects_by_name(backend: Backend)
     assert!(!active(&app, &w, &access).await);
 }
 
+/// A client_credentials token of the client `w.introspector`.
+async fn service_token(app: &TestApp, w: &World) -> String {
+    let (id, secret) = &w.introspector;
+    let response = app
+        .token(Some((id, secret)), &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A cut-off divides one second: the client's token from before the revocation is inactive,
+/// the one it fetches at once afterwards, in the same second, is live.
+async fn a_client_reauthenticating_at_once_gets_a_live_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let w = world(&app).await;
+    let step = time::Duration::milliseconds(200);
+    let before = service_token(&app, &w).await;
+    app.clock.advance(step);
+    let response = form(&app, "/revoke", ADMIN, &[("client_id", &w.introspector.0)]).await;
+    assert_eq!(response.status(), 200);
+    app.clock.advance(step);
+    let after = service_token(&app, &w).await;
+    assert!(!active(&app, &w, &before).await);
+    assert!(active(&app, &w, &after).await);
+}
+
 both_backends!(
+    a_client_reauthenticating_at_once_gets_a_live_token,
     subject_is_the_exact_sub_and_username_selects_by_name,
     repeated_revocations_write_nothing_after_the_first,
     disabling_or_resetting_a_user_kills_their_access_tokens,
@@ -895,4 +923,52 @@ async fn a_burst_of_notifications_is_coalesced_into_one_sync() {
         passes <= 10,
         "{passes} sync passes for {BURST} notifications"
     );
+}
+
+/// `disable=true` on one instance: a client_credentials token the other instance mints before
+/// it learns of the disable is inactive all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_clients_late_tokens_from_another_instance_are_inactive() {
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let issuer = |s: tessera::config::Settings| s.set("issuer", "https://auth.example.test");
+    let first = TestApp::spawn_on(Arc::clone(&db), issuer).await;
+    let second = TestApp::spawn_on(Arc::clone(&db), issuer).await;
+    let w = world(&first).await;
+    let mut late = 0;
+    for _ in 0..20 {
+        let (id, secret) = first
+            .create_client(json!({"grant_types": ["client_credentials"], "audiences": ["a"]}))
+            .await;
+        let secret = secret.unwrap();
+        let grant = || async {
+            second
+                .token(
+                    Some((&id, &secret)),
+                    &[("grant_type", "client_credentials")],
+                )
+                .await
+        };
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                grant().await.status() == 200
+            })
+            .await
+        );
+        let response = form(
+            &first,
+            "/revoke",
+            ADMIN,
+            &[("client_id", &id), ("disable", "true")],
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        let response = grant().await;
+        if response.status() == 200 {
+            late += 1;
+            let body: Value = response.json().await.unwrap();
+            let token = body["access_token"].as_str().unwrap();
+            assert!(!active(&first, &w, token).await, "a late token is active");
+        }
+    }
+    eprintln!("{late} of 20 tokens minted after the disable by the other instance");
 }
