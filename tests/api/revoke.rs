@@ -831,7 +831,61 @@ async fn a_client_reauthenticating_at_once_gets_a_live_token(backend: Backend) {
     assert!(active(&app, &w, &after).await);
 }
 
+/// Logins racing `client_id=… disable=true`: no session of the client survives it.
+async fn a_login_racing_a_client_revocation_leaves_no_session(backend: Backend) {
+    let app = Arc::new(TestApp::spawn(backend).await);
+    let _alice = world(&app).await;
+    for round in 0..5 {
+        let (id, secret) = app
+            .create_client(json!({"grant_types": ["password"], "audiences": ["a"]}))
+            .await;
+        let client = (id.clone(), secret.unwrap());
+        let barrier = Arc::new(tokio::sync::Barrier::new(9));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (app, barrier, client) = (Arc::clone(&app), Arc::clone(&barrier), client.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                app.token(
+                    Some((&client.0, &client.1)),
+                    &[
+                        ("grant_type", "password"),
+                        ("username", "alice"),
+                        ("password", "alice's password"),
+                    ],
+                )
+                .await
+                .status()
+            }));
+        }
+        barrier.wait().await;
+        let response = form(
+            &app,
+            "/revoke",
+            ADMIN,
+            &[("client_id", &id), ("disable", "true")],
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        for task in tasks {
+            let status = task.await.unwrap();
+            assert!(status == 200 || status == 400 || status == 401, "{status}");
+        }
+        let live = app
+            .db
+            .scalar(&format!(
+                "select count(*) from session where client_id = '{id}' and revoked_at is null"
+            ))
+            .await;
+        assert_eq!(
+            live, 0,
+            "round {round}: a login outlived the client's revocation"
+        );
+    }
+}
+
 both_backends!(
+    a_login_racing_a_client_revocation_leaves_no_session,
     a_client_reauthenticating_at_once_gets_a_live_token,
     subject_is_the_exact_sub_and_username_selects_by_name,
     repeated_revocations_write_nothing_after_the_first,

@@ -11,6 +11,8 @@ use crate::store::sql::revocations::revocation_store;
 
 const LOCK_USER: &str = "select 1 from user_account where user_id = $1 for update";
 
+const LOCK_CLIENT: &str = "select 1 from client where client_id = $1 for update";
+
 // Session rows are locked in session_id order, whatever selects them: two offboardings over
 // the same sessions (a user and their client) queue instead of deadlocking.
 const REVOKE_USER_SESSIONS: &str =
@@ -54,6 +56,13 @@ impl PgStore {
                 .fetch_all(&mut **tx)
                 .await?
         } else {
+            // The client row first, as add_session takes it (after the user row): a login in
+            // flight either committed its session before (revoked here) or waits, then sees
+            // the client disabled.
+            sqlx::query(LOCK_CLIENT)
+                .bind(value)
+                .execute(&mut **tx)
+                .await?;
             sqlx::query_scalar(REVOKE_CLIENT_SESSIONS)
                 .bind(value)
                 .bind(DbTime(now))

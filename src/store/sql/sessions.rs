@@ -49,6 +49,7 @@ macro_rules! session_store {
                     let mut tx = self.begin_write().await?;
                     let enabled: Option<bool> = sqlx::query_scalar(Self::USER_ENABLED)
                         .bind(DbUuid(session.user_id))
+                        .bind(&session.client_id)
                         .fetch_optional(&mut *tx)
                         .await?;
                     if enabled != Some(true) {
