@@ -50,7 +50,7 @@ pub enum Command {
     /// Users: create, disable, enable.
     #[command(subcommand)]
     User(UserCommand),
-    /// Revoke everything of a subject, client or session, or a signing key (running servers
+    /// Revoke everything of a subject (or username), client or session, or a signing key (running servers
     /// follow within a second).
     Revoke(RevokeArgs),
     /// The master key: rotate.
@@ -72,9 +72,12 @@ pub enum MasterKeyCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct RevokeArgs {
-    /// Offboarding: every session and access token of this subject (user id or username).
+    /// Offboarding: every session and access token of this exact subject (a user id).
     #[arg(long)]
     subject: Option<String>,
+    /// Offboarding by username: as --subject with that user's id.
+    #[arg(long)]
+    username: Option<String>,
     /// Everything issued to this client.
     #[arg(long)]
     client: Option<String>,
@@ -84,7 +87,7 @@ pub struct RevokeArgs {
     /// Signing-key compromise: the key leaves the JWKS, its tokens turn inactive.
     #[arg(long)]
     kid: Option<String>,
-    /// With --subject or --client: also disable the user or client.
+    /// With --subject, --username or --client: also disable the user or client.
     #[arg(long)]
     disable: bool,
 }
@@ -381,12 +384,18 @@ impl UserCommand {
 impl RevokeArgs {
     async fn run(self, issuer: Arc<Issuer>) -> anyhow::Result<()> {
         use tessera::domain::revoke::Selector;
-        let selector = match (self.subject, self.client, self.session, self.kid) {
-            (Some(v), None, None, None) => Selector::Subject(v),
-            (None, Some(v), None, None) => Selector::ClientId(v),
-            (None, None, Some(v), None) => Selector::SessionId(v),
-            (None, None, None, Some(v)) => Selector::Kid(v),
-            _ => anyhow::bail!("give exactly one of --subject, --client, --session, --kid"),
+        let mut chosen: Vec<Selector> = [
+            self.subject.map(Selector::Subject),
+            self.username.map(Selector::Username),
+            self.client.map(Selector::ClientId),
+            self.session.map(Selector::SessionId),
+            self.kid.map(Selector::Kid),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let (Some(selector), true) = (chosen.pop(), chosen.is_empty()) else {
+            anyhow::bail!("give exactly one of --subject, --username, --client, --session, --kid");
         };
         let summary = issuer
             .revoke_selector(CLI_ACTOR, selector, self.disable, None)

@@ -301,11 +301,16 @@ impl KeyRing {
 
     /// Compromise: the key leaves the JWKS at once and every token it signed stops verifying;
     /// if it was signing, the next key takes over and a new next key is published.
-    pub async fn revoke(&self, kid: &str) -> Result<KeyState, KeyRingError> {
+    /// The audit event, if given, is written with the revocation (not for a key already revoked).
+    pub async fn revoke(
+        &self,
+        kid: &str,
+        audit: Option<&crate::model::AuditEvent>,
+    ) -> Result<KeyState, KeyRingError> {
         let replacement = generate(self.policy.alg, &self.master).await?;
         let previous = self
             .store
-            .revoke_signing_key(kid, &replacement, self.clock.now())
+            .revoke_signing_key(kid, &replacement, self.clock.now(), audit)
             .await?
             .ok_or(KeyRingError::UnknownKey)?;
         tracing::warn!(%kid, previous_state = previous.as_str(), "signing key revoked");
@@ -321,14 +326,15 @@ impl KeyRing {
             .signer
             .clone()
             .ok_or(KeyRingError::NoActiveKey)?;
-        let now = self.clock.now().unix_timestamp();
+        let issued_at = self.clock.now();
+        let now = issued_at.unix_timestamp();
         let claims = AccessTokenClaims {
             iss: self.issuer.clone(),
             sub: request.subject.to_owned(),
             aud: request.audience.to_owned(),
             exp: now + self.policy.access_token_ttl.as_secs() as i64,
             iat: now,
-            jti: crate::crypto::token_id(),
+            jti: jti(issued_at),
             client_id: request.client_id.to_owned(),
             scope: request.scope.filter(|s| !s.is_empty()).map(str::to_owned),
             sid: request.session_id.map(str::to_owned),
@@ -519,4 +525,36 @@ fn build_snapshot(
     );
     snapshot.jwks = jwks.into();
     Ok(snapshot)
+}
+
+/// A UUIDv7 (RFC 9562 §5.7): unique, and carrying the issue time in milliseconds, which cut-offs
+/// compare against (the `iat` claim has only seconds).
+pub(crate) fn jti(issued_at: time::OffsetDateTime) -> String {
+    let nanos = issued_at.unix_timestamp_nanos();
+    let (secs, subsec) = (
+        nanos.div_euclid(1_000_000_000),
+        nanos.rem_euclid(1_000_000_000),
+    );
+    let timestamp = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        u64::try_from(secs).unwrap_or(0),
+        subsec as u32,
+    );
+    uuid::Uuid::new_v7(timestamp).to_string()
+}
+
+/// When an access token was issued, in unix milliseconds: from its UUIDv7 `jti`, or the end of its
+/// `iat` second for a token minted before jtis carried the time (so a cut-off in that second
+/// still covers it).
+pub fn issued_at_millis(claims: &AccessTokenClaims) -> i64 {
+    uuid::Uuid::parse_str(&claims.jti)
+        .ok()
+        .filter(|id| id.get_version() == Some(uuid::Version::SortRand))
+        .and_then(|id| id.get_timestamp())
+        .map(|ts| {
+            let (secs, nanos) = ts.to_unix();
+            secs as i64 * 1_000 + i64::from(nanos / 1_000_000)
+        })
+        .filter(|ms| ms.div_euclid(1_000) == claims.iat)
+        .unwrap_or(claims.iat * 1_000 + 999)
 }

@@ -35,6 +35,9 @@ const AUTOMATIC_ROTATION: &str = "automatic rotation";
 /// how stale its keys and clients can be after a lost LISTEN connection.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The most queued notifications one sync pass absorbs (a steady flood still gets passes).
+const COALESCED_NOTIFICATIONS: usize = 10_000;
+
 /// Errors in the vocabulary of the specifications; `http::ApiError` maps each to its response.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -152,6 +155,9 @@ pub struct Issuer {
     master_key: Arc<crate::crypto::MasterKey>,
     policy: TokenPolicy,
     issuer: String,
+    /// Passes of [`Issuer::sync`] so far (for operators and tests: a burst of notifications
+    /// costs one pass, not one each).
+    sync_passes: std::sync::atomic::AtomicU64,
 }
 
 impl Issuer {
@@ -182,6 +188,7 @@ impl Issuer {
             master_key,
             policy,
             issuer,
+            sync_passes: Default::default(),
         })
     }
 
@@ -257,6 +264,8 @@ impl Issuer {
     /// One pass of the change feed: reload what moved, refresh the throttle mirror, rotate
     /// the signing key when due.
     pub async fn sync(&self) -> Result<(), Error> {
+        self.sync_passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Revocations first, on their own: nothing else failing may hold them back.
         let now = self.clock.now();
         let revocations = self.revocations.catch_up(self.store.as_ref(), now).await;
@@ -288,6 +297,11 @@ impl Issuer {
 
     /// After a committed change, this instance applies it at once (the others within the feed
     /// bound). The change stands whatever happens here, so a failure is logged, not returned.
+    /// How many sync passes this instance has run.
+    pub fn sync_passes(&self) -> u64 {
+        self.sync_passes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub(crate) async fn refresh_after_write(&self) {
         if let Err(error) = self.sync().await {
             tracing::warn!(%error, "could not refresh after a change; the change feed will catch up");
@@ -315,6 +329,20 @@ impl Issuer {
                 received = next_notification(&mut listener) => {
                     if received.is_err() {
                         listener = None;
+                    }
+                    // One pass covers every change announced so far: a burst of NOTIFYs
+                    // (one per revocation) costs one sync, not one each.
+                    for _ in 0..COALESCED_NOTIFICATIONS {
+                        match tokio::time::timeout(Duration::ZERO, next_notification(&mut listener))
+                            .await
+                        {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(_)) => {
+                                listener = None;
+                                break;
+                            }
+                            Err(_nothing_pending) => break,
+                        }
                     }
                 }
             }

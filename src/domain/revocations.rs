@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::keys::AccessTokenClaims;
+use super::keys::{AccessTokenClaims, issued_at_millis};
 use crate::model::RevocationKind;
 use crate::store::{Store, StoreError};
 
@@ -23,7 +23,8 @@ struct State {
     /// Values are the unix time after which the entry can no longer match a live token.
     jtis: HashMap<String, i64>,
     sessions: HashMap<String, i64>,
-    /// Cut-offs: tokens issued at or before this unix time are revoked.
+    /// Cut-offs: tokens issued at or before this unix time in milliseconds are revoked (a
+    /// token's issue time to the millisecond is in its UUIDv7 `jti`).
     subjects: HashMap<String, (i64, i64)>,
     clients: HashMap<String, (i64, i64)>,
 }
@@ -39,6 +40,7 @@ pub struct RevocationState {
 impl RevocationState {
     /// Whether an access token (already verified) has been revoked in any way.
     pub fn is_revoked(&self, claims: &AccessTokenClaims) -> bool {
+        let issued = issued_at_millis(claims);
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         state.jtis.contains_key(&claims.jti)
             || claims
@@ -48,11 +50,11 @@ impl RevocationState {
             || state
                 .subjects
                 .get(&claims.sub)
-                .is_some_and(|(cutoff, _)| claims.iat <= *cutoff)
+                .is_some_and(|(cutoff, _)| issued <= *cutoff)
             || state
                 .clients
                 .get(&claims.client_id)
-                .is_some_and(|(cutoff, _)| claims.iat <= *cutoff)
+                .is_some_and(|(cutoff, _)| issued <= *cutoff)
     }
 
     /// Applies every revocation recorded since the last call (by any instance), and forgets
@@ -73,7 +75,7 @@ impl RevocationState {
                 for revocation in batch {
                     state.last_id = state.last_id.max(revocation.revocation_id);
                     let until = revocation.expires_at.unix_timestamp();
-                    let cutoff = revocation.revoked_at.unix_timestamp();
+                    let cutoff = (revocation.revoked_at.unix_timestamp_nanos() / 1_000_000) as i64;
                     match revocation.kind {
                         RevocationKind::Jti => {
                             state.jtis.insert(revocation.value, until);
@@ -201,7 +203,9 @@ mod tests {
     #[test]
     fn a_subject_cutoff_revokes_tokens_issued_at_or_before_it() {
         let state = state_with(|s| {
-            s.subjects.insert("alice".into(), (100, 400));
+            // At or before the end of second 100 (these jtis carry no time: their whole `iat`
+            // second counts).
+            s.subjects.insert("alice".into(), (100_999, 400));
         });
         assert!(state.is_revoked(&claims("alice", "web", None, 99)));
         assert!(state.is_revoked(&claims("alice", "web", None, 100)));
@@ -214,13 +218,32 @@ mod tests {
     #[test]
     fn a_client_cutoff_revokes_the_clients_tokens_issued_at_or_before_it() {
         let state = state_with(|s| {
-            s.clients.insert("web".into(), (100, 400));
+            s.clients.insert("web".into(), (100_999, 400));
         });
         assert!(state.is_revoked(&claims("alice", "web", Some("s1"), 100)));
         assert!(state.is_revoked(&claims("bob", "web", None, 50)));
         assert!(!state.is_revoked(&claims("alice", "web", None, 101)));
         assert!(!state.is_revoked(&claims("alice", "other", None, 50)));
         assert!(!state.is_revoked(&claims("web", "other", None, 50)));
+    }
+
+    #[test]
+    fn a_cutoff_divides_one_second_at_the_millisecond() {
+        let at = |ms: i64| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+        };
+        let minted = |ms: i64| AccessTokenClaims {
+            jti: super::super::keys::jti(at(ms)),
+            ..claims("alice", "web", None, ms / 1_000)
+        };
+        let state = state_with(|s| {
+            s.clients.insert("web".into(), (100_500, 400));
+        });
+        assert!(state.is_revoked(&minted(100_000)));
+        assert!(state.is_revoked(&minted(100_500)));
+        assert!(!state.is_revoked(&minted(100_501)));
+        assert!(!state.is_revoked(&minted(100_999)));
+        assert!(state.is_revoked(&minted(99_999)));
     }
 
     #[test]

@@ -8,12 +8,15 @@ use super::refresh::parse_refresh_token;
 use super::token::username_key;
 use super::{Error, Issuer};
 use crate::model::{AuditEvent, AuditFilter, AuditRecord, Client, RevocationKind};
-use crate::store::SessionRevocation;
+use crate::store::{RevocationAdded, SessionRevocation};
 
 /// The admin selectors of POST /revoke.
 #[derive(Debug, Clone)]
 pub enum Selector {
+    /// The exact `sub`: a user's id, or whatever else a token carries (a client's id).
     Subject(String),
+    /// A user by username: offboarding by name.
+    Username(String),
     ClientId(String),
     SessionId(String),
     Kid(String),
@@ -23,6 +26,7 @@ impl Selector {
     fn name(&self) -> &'static str {
         match self {
             Self::Subject(_) => "subject",
+            Self::Username(_) => "username",
             Self::ClientId(_) => "client_id",
             Self::SessionId(_) => "session_id",
             Self::Kid(_) => "kid",
@@ -31,7 +35,11 @@ impl Selector {
 
     fn value(&self) -> &str {
         match self {
-            Self::Subject(v) | Self::ClientId(v) | Self::SessionId(v) | Self::Kid(v) => v,
+            Self::Subject(v)
+            | Self::Username(v)
+            | Self::ClientId(v)
+            | Self::SessionId(v)
+            | Self::Kid(v) => v,
         }
     }
 }
@@ -99,7 +107,8 @@ impl Issuer {
             );
             event.client_id = Some(record.client_id.clone());
             let event = event.with_subject(record.user_id.to_string(), Some(record.session_id));
-            self.store
+            let revoked = self
+                .store
                 .revoke_session(
                     session_id,
                     "revoked",
@@ -108,6 +117,10 @@ impl Issuer {
                     Some(&event),
                 )
                 .await?;
+            // Already revoked: nothing was written, so there is nothing to apply.
+            if revoked == SessionRevocation::NotLive {
+                return Ok(());
+            }
             metrics::counter!(crate::metrics::REVOCATIONS, "selector" => "token").increment(1);
             self.sync_revocations().await?;
             return Ok(());
@@ -132,15 +145,19 @@ impl Issuer {
         );
         event.client_id = Some(claims.client_id.clone());
         let event = event.with_subject(claims.sub.clone(), session);
-        self.store
+        let added = self
+            .store
             .add_revocation(RevocationKind::Jti, &claims.jti, now, expires_at, &event)
             .await?;
+        if added == RevocationAdded::AlreadyRevoked {
+            return Ok(());
+        }
         metrics::counter!(crate::metrics::REVOCATIONS, "selector" => "token").increment(1);
         self.sync_revocations().await?;
         Ok(())
     }
 
-    /// Admin revocation by selector: offboarding (`subject`, optionally disabling the user), a
+    /// Admin revocation by selector: offboarding (`subject` or `username`, optionally disabling the user), a
     /// client's compromise (`client_id`), one session, or a signing key's compromise (`kid`).
     /// The caller has checked that `actor` is an admin.
     #[tracing::instrument(skip_all, fields(%actor, selector = selector.name()))]
@@ -153,7 +170,7 @@ impl Issuer {
     ) -> Result<RevocationSummary, Error> {
         if disable && matches!(selector, Selector::SessionId(_) | Selector::Kid(_)) {
             return Err(Error::invalid_request(
-                "disable applies to subject and client_id only",
+                "disable applies to subject, username and client_id only",
             ));
         }
         let now = self.clock.now();
@@ -162,19 +179,26 @@ impl Issuer {
             json!({"selector": selector.name(), "value": selector.value(), "disable": disable});
         let event = self.event("revoked", actor, source_addr, detail);
         let (sessions_revoked, disabled) = match &selector {
-            Selector::Subject(subject) => {
-                // The `sub` itself, or a username standing for it.
-                let user = match uuid::Uuid::parse_str(subject) {
-                    Ok(id) => self.store.find_user(id).await?,
-                    Err(_) => {
-                        self.store
-                            .find_user_by_username_key(&username_key(subject))
-                            .await?
+            Selector::Subject(_) | Selector::Username(_) => {
+                let (sub, user) = match &selector {
+                    // The exact `sub`, never reinterpreted: a client's id is a `sub` too.
+                    Selector::Subject(subject) => {
+                        let user = match uuid::Uuid::parse_str(subject) {
+                            Ok(id) => self.store.find_user(id).await?,
+                            Err(_) => None,
+                        };
+                        (subject.clone(), user)
                     }
+                    Selector::Username(username) => {
+                        let user = self
+                            .store
+                            .find_user_by_username_key(&username_key(username))
+                            .await?
+                            .ok_or(Error::NotFound("user"))?;
+                        (user.user_id.to_string(), Some(user))
+                    }
+                    _ => unreachable!("matched above"),
                 };
-                let sub = user
-                    .as_ref()
-                    .map_or_else(|| subject.clone(), |u| u.user_id.to_string());
                 if disable && user.is_none() {
                     return Err(Error::NotFound("user"));
                 }
@@ -229,8 +253,9 @@ impl Issuer {
                 (u64::from(revoked == SessionRevocation::Revoked), false)
             }
             Selector::Kid(kid) => {
-                self.keys.revoke(kid).await?;
-                self.store.add_audit_event(&event).await?;
+                // The audit event commits with the revocation (and not at all for a key
+                // already revoked).
+                self.keys.revoke(kid, Some(&event)).await?;
                 (0, false)
             }
         };
@@ -285,6 +310,15 @@ impl Issuer {
             return Ok(inactive);
         };
         if self.revocations.is_revoked(&claims) {
+            return Ok(inactive);
+        }
+        // A disabled (or removed) client's tokens are inactive: an instance that had not yet
+        // learned of the disable may have minted some after the cut-off.
+        if self
+            .clients
+            .get(&claims.client_id)
+            .is_none_or(|client| client.disabled)
+        {
             return Ok(inactive);
         }
         Ok(Introspection {

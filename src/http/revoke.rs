@@ -25,8 +25,10 @@ pub struct RevokeRequest {
     /// `access_token` or `refresh_token` (RFC 7009 §2.1); a hint only: every kind is tried.
     #[schema(rename = "token_type_hint", value_type = Option<String>)]
     _token_type_hint: (),
-    /// Admin: a user id or username; every session and access token of that subject.
+    /// Admin: the exact `sub` (a user's id); every session and access token of that subject.
     subject: Option<String>,
+    /// Admin: a user by username; as `subject` with that user's id.
+    username: Option<String>,
     /// Admin (with HTTP Basic): everything issued to that client. With `client_secret_post`
     /// it is the caller's own id.
     client_id: Option<String>,
@@ -34,7 +36,7 @@ pub struct RevokeRequest {
     session_id: Option<String>,
     /// Admin: a signing key's compromise.
     kid: Option<String>,
-    /// With `subject` or `client_id`: also disable the user or client.
+    /// With `subject`, `username` or `client_id`: also disable the user or client.
     #[schema(value_type = Option<bool>)]
     disable: Option<String>,
     #[schema(format = Password)]
@@ -49,6 +51,7 @@ impl ClientForm for RevokeRequest {
             token: params.take("token"),
             _token_type_hint: (),
             subject: params.take("subject"),
+            username: params.take("username"),
             client_id: params.take("client_id"),
             session_id: params.take("session_id"),
             kid: params.take("kid"),
@@ -65,7 +68,7 @@ impl ClientForm for RevokeRequest {
 /// The answer of POST /revoke: `{}` for a token, the summary for an admin selector.
 #[derive(Default, Serialize, ToSchema)]
 pub struct RevokeAnswer {
-    /// `subject`, `client_id`, `session_id` or `kid`.
+    /// `subject`, `username`, `client_id`, `session_id` or `kid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     selector: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +112,7 @@ pub async fn post(
     async {
         let selectors = [
             form.subject.clone().map(Selector::Subject),
+            form.username.clone().map(Selector::Username),
             form.session_id.clone().map(Selector::SessionId),
             form.kid.clone().map(Selector::Kid),
         ];
@@ -133,7 +137,7 @@ pub async fn post(
             (Some(token), 0) => {
                 if disable {
                     return Err(Error::invalid_request(
-                        "disable applies to subject and client_id only",
+                        "disable applies to subject, username and client_id only",
                     ));
                 }
                 app.issuer
@@ -156,7 +160,7 @@ pub async fn post(
             }
             (None, 0) => Err(Error::invalid_request("parameter token is missing")),
             _ => Err(Error::invalid_request(
-                "send token or one selector (subject, client_id, session_id, kid)",
+                "send token or one selector (subject, username, client_id, session_id, kid)",
             )),
         }
     }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::StoreError;
-use crate::model::{KeyState, NewSigningKey, SigningKey};
+use crate::model::{AuditEvent, KeyState, NewSigningKey, SigningKey};
 
 /// What `add_initial_signing_keys` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +55,14 @@ pub trait KeyStore: Send + Sync {
 
     /// Revokes `kid` and keeps the set complete: revoking the active key promotes the next one,
     /// and a revoked active or next key is replaced by `replacement` as the next key. Returns the
-    /// state the key had, or `None` for an unknown kid.
+    /// state the key had, or `None` for an unknown kid. The audit event, if given, is written in
+    /// the same transaction; a key already revoked changes nothing and records nothing.
     async fn revoke_signing_key(
         &self,
         kid: &str,
         replacement: &NewSigningKey,
         now: OffsetDateTime,
+        audit: Option<&AuditEvent>,
     ) -> Result<Option<KeyState>, StoreError>;
 
     /// A master-key rotation, atomically: the master-key check and every signing key's

@@ -36,7 +36,7 @@ pub use feed::{CHANGE_CHANNEL, ChangeFeed, ChangeListener, topic};
 pub use infra::{Backend, Infra};
 pub use keys::{KeyRotation, KeyStore, KeysAdded, Rewrap};
 pub use postgres::PgStore;
-pub use revocations::RevocationStore;
+pub use revocations::{RevocationAdded, RevocationStore};
 pub use sessions::{Consumed, SessionAdded, SessionRevocation, SessionStore};
 pub use sqlite::SqliteStore;
 pub use throttle::{Reservation, ThrottleRule, ThrottleStore};

@@ -6,9 +6,20 @@ use time::OffsetDateTime;
 use super::StoreError;
 use crate::model::{AuditEvent, Revocation, RevocationKind};
 
+/// What `add_revocation` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationAdded {
+    Added,
+    /// The jti or session was already revoked (and still is): nothing written, nothing
+    /// announced, nothing audited.
+    AlreadyRevoked,
+}
+
 #[async_trait]
 pub trait RevocationStore: Send + Sync {
-    /// Records a revocation and its audit event, and announces it.
+    /// Records a revocation and its audit event, and announces it. A `Jti` or `Session` entry
+    /// already in force is left as it is (revoking it again changes nothing); cut-offs are
+    /// always recorded, since tokens may have been issued since the last one.
     async fn add_revocation(
         &self,
         kind: RevocationKind,
@@ -16,7 +27,7 @@ pub trait RevocationStore: Send + Sync {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
         audit: &AuditEvent,
-    ) -> Result<(), StoreError>;
+    ) -> Result<RevocationAdded, StoreError>;
 
     /// Revocations still in force at `now` with an id above `after`, in id order.
     async fn list_revocations(
@@ -28,8 +39,11 @@ pub trait RevocationStore: Send + Sync {
 
     /// Offboarding or a client's compromise, in one transaction: every live session of the
     /// user (`Subject`) or client (`Client`) and its refresh tokens revoked, a cut-off recorded
-    /// for its access tokens (in force until `cutoff_expires_at`), the user or client disabled
-    /// if asked, the audit event written. Returns the sessions revoked.
+    /// for its access tokens (in force until `cutoff_expires_at`) and a `Session` revocation for
+    /// each session revoked (a refresh that committed just before carries the `sid` of one), the
+    /// user or client disabled if asked, the audit event written. Returns the sessions revoked.
+    /// A principal with nothing new to revoke (no live session, already disabled, and cut off
+    /// since it was disabled) is left as it is: nothing written, announced or audited.
     async fn revoke_principal(
         &self,
         kind: RevocationKind,

@@ -10,7 +10,7 @@ use crate::model::{AuditEvent, NewRefreshToken, RefreshTokenRecord, Session};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionAdded {
     Added,
-    /// The user was disabled (or removed) meanwhile: nothing stored.
+    /// The user or the client was disabled (or removed) meanwhile: nothing stored.
     UserDisabled,
 }
 

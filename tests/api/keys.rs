@@ -240,7 +240,7 @@ async fn revoking_a_key_removes_it_at_once_and_a_new_key_signs(backend: Backend)
     );
     let token = app.keys().mint(&request()).unwrap();
 
-    let previous = app.keys().revoke(&compromised).await.unwrap();
+    let previous = app.keys().revoke(&compromised, None).await.unwrap();
     assert_eq!(previous.as_str(), "active");
     let kids = app.published_kids().await;
     assert!(
@@ -259,7 +259,7 @@ async fn revoking_a_key_removes_it_at_once_and_a_new_key_signs(backend: Backend)
     assert!(app.keys().verify(&fresh.token).is_ok());
 
     assert!(matches!(
-        app.keys().revoke("no-such-kid").await,
+        app.keys().revoke("no-such-kid", None).await,
         Err(KeyRingError::UnknownKey)
     ));
 }
@@ -561,7 +561,7 @@ async fn two_instances_on_postgres_agree_on_the_keys_within_a_second() {
         "the second instance did not follow the rotation within 1 s"
     );
 
-    first.keys().revoke(&promoted).await.unwrap();
+    first.keys().revoke(&promoted, None).await.unwrap();
     let token_kid_gone = eventually(Duration::from_secs(1), || async {
         !second.published_kids().await.contains(&promoted)
     })

@@ -11,6 +11,8 @@ use crate::store::sql::revocations::revocation_store;
 
 const LOCK_USER: &str = "select 1 from user_account where user_id = $1 for update";
 
+const LOCK_CLIENT: &str = "select 1 from client where client_id = $1 for update";
+
 // Session rows are locked in session_id order, whatever selects them: two offboardings over
 // the same sessions (a user and their client) queue instead of deadlocking.
 const REVOKE_USER_SESSIONS: &str =
@@ -33,13 +35,13 @@ const REVOKE_TOKENS: &str =
 
 impl PgStore {
     /// Revokes every live session of the user (`Subject`) or client and the refresh tokens in
-    /// them; returns how many sessions.
+    /// them; returns their ids.
     async fn revoke_sessions_of(
         tx: &mut Transaction<'_, Postgres>,
         kind: RevocationKind,
         value: &str,
         now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let user_id = uuid::Uuid::parse_str(value).ok();
         let sessions: Vec<uuid::Uuid> = if kind == RevocationKind::Subject {
             // The user row first, as update_user and add_session take it: no deadlock, and a
@@ -54,6 +56,13 @@ impl PgStore {
                 .fetch_all(&mut **tx)
                 .await?
         } else {
+            // The client row first, as add_session takes it (after the user row): a login in
+            // flight either committed its session before (revoked here) or waits, then sees
+            // the client disabled.
+            sqlx::query(LOCK_CLIENT)
+                .bind(value)
+                .execute(&mut **tx)
+                .await?;
             sqlx::query_scalar(REVOKE_CLIENT_SESSIONS)
                 .bind(value)
                 .bind(DbTime(now))
@@ -65,7 +74,7 @@ impl PgStore {
             .bind(DbTime(now))
             .execute(&mut **tx)
             .await?;
-        Ok(sessions.len() as u64)
+        Ok(sessions.iter().map(uuid::Uuid::to_string).collect())
     }
 }
 

@@ -31,7 +31,7 @@ macro_rules! key_store {
     ($store:ty) => {
         const _: () = {
             use time::OffsetDateTime;
-            use $crate::model::{KeyState, NewSigningKey, SigningKey};
+            use $crate::model::{AuditEvent, KeyState, NewSigningKey, SigningKey};
             use $crate::store::rows::{DbTime, SigningKeyRow};
             use $crate::store::sql::keys as q;
             use $crate::store::{KeyRotation, KeyStore, KeysAdded, Rewrap, StoreError, topic};
@@ -103,6 +103,7 @@ macro_rules! key_store {
                     kid: &str,
                     replacement: &NewSigningKey,
                     now: OffsetDateTime,
+                    audit: Option<&AuditEvent>,
                 ) -> Result<Option<KeyState>, StoreError> {
                     let mut tx = self.begin_write().await?;
                     Self::lock_keys(&mut tx).await?;
@@ -131,6 +132,9 @@ macro_rules! key_store {
                         Self::insert_key(&mut tx, replacement, KeyState::Next, now).await?;
                     }
                     Self::announce(&mut tx, topic::KEYS, now).await?;
+                    if let Some(event) = audit {
+                        Self::insert_audit(&mut tx, event).await?;
+                    }
                     tx.commit().await?;
                     Ok(Some(state))
                 }

@@ -4,6 +4,20 @@ pub(crate) const LIST: &str =
     "select revocation_id, kind, value, revoked_at, expires_at from revocation
      where revocation_id > $1 and expires_at > $2 order by revocation_id limit $3";
 
+/// A jti or session revocation still in force.
+pub(crate) const IN_FORCE: &str = "select exists(select 1 from revocation
+     where kind = $1 and value = $2 and expires_at > $3)";
+
+/// The user is disabled and a cut-off recorded since it was: nothing new can be revoked.
+pub(crate) const USER_CUT_OFF: &str = "select exists(select 1 from user_account u
+     join revocation r on r.kind = 'subject' and r.value = $2
+     where u.user_id = $1 and u.disabled and r.revoked_at >= u.updated_at and r.expires_at > $3)";
+
+/// The client is disabled and a cut-off recorded since it was.
+pub(crate) const CLIENT_CUT_OFF: &str = "select exists(select 1 from client c
+     join revocation r on r.kind = 'client' and r.value = c.client_id
+     where c.client_id = $1 and c.disabled and r.revoked_at >= c.updated_at and r.expires_at > $2)";
+
 pub(crate) const DISABLE_USER: &str =
     "update user_account set disabled = true, updated_at = $2 where user_id = $1";
 
@@ -17,7 +31,7 @@ macro_rules! revocation_store {
             use $crate::model::{AuditEvent, Revocation, RevocationKind};
             use $crate::store::rows::{DbTime, DbUuid, RevocationRow};
             use $crate::store::sql::revocations as q;
-            use $crate::store::{RevocationStore, StoreError, topic};
+            use $crate::store::{RevocationAdded, RevocationStore, StoreError, topic};
 
             #[async_trait::async_trait]
             impl RevocationStore for $store {
@@ -28,14 +42,31 @@ macro_rules! revocation_store {
                     now: OffsetDateTime,
                     expires_at: OffsetDateTime,
                     audit: &AuditEvent,
-                ) -> Result<(), StoreError> {
+                ) -> Result<RevocationAdded, StoreError> {
+                    let single = matches!(kind, RevocationKind::Jti | RevocationKind::Session);
+                    // Revoking what is already revoked writes nothing: checked first without
+                    // the revocation lock (the common repeat costs one indexed read), and again
+                    // under it, so two concurrent revocations of one jti record it once.
+                    let in_force = || {
+                        sqlx::query_scalar::<_, bool>(q::IN_FORCE)
+                            .bind(kind.as_str())
+                            .bind(value)
+                            .bind(DbTime(now))
+                    };
+                    if single && in_force().fetch_one(&self.pool).await? {
+                        return Ok(RevocationAdded::AlreadyRevoked);
+                    }
                     let mut tx = self.begin_write().await?;
+                    Self::lock_revocations(&mut tx).await?;
+                    if single && in_force().fetch_one(&mut *tx).await? {
+                        return Ok(RevocationAdded::AlreadyRevoked);
+                    }
                     let actor = audit.actor.as_deref();
                     Self::insert_revocation(&mut tx, kind, value, now, expires_at, actor).await?;
                     Self::announce(&mut tx, topic::REVOCATIONS, now).await?;
                     Self::insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;
-                    Ok(())
+                    Ok(RevocationAdded::Added)
                 }
 
                 async fn list_revocations(
@@ -66,10 +97,41 @@ macro_rules! revocation_store {
                 ) -> Result<u64, StoreError> {
                     let mut tx = self.begin_write().await?;
                     let user_id = uuid::Uuid::parse_str(value).ok().map(DbUuid);
-                    let revoked = Self::revoke_sessions_of(&mut tx, kind, value, now).await?;
+                    let sessions = Self::revoke_sessions_of(&mut tx, kind, value, now).await?;
+                    if sessions.is_empty() {
+                        let cut_off: bool = match kind {
+                            RevocationKind::Subject => sqlx::query_scalar(q::USER_CUT_OFF)
+                                .bind(user_id)
+                                .bind(value)
+                                .bind(DbTime(now)),
+                            _ => sqlx::query_scalar(q::CLIENT_CUT_OFF)
+                                .bind(value)
+                                .bind(DbTime(now)),
+                        }
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        // Nothing new to revoke: the rollback leaves no trace.
+                        if cut_off {
+                            return Ok(0);
+                        }
+                    }
                     let actor = audit.actor.as_deref();
                     Self::insert_revocation(&mut tx, kind, value, now, cutoff_expires_at, actor)
                         .await?;
+                    // A refresh that committed just before the sessions were locked mints its
+                    // access token after the cut-off; the session entry catches it by `sid`.
+                    for session in &sessions {
+                        let session_kind = RevocationKind::Session;
+                        Self::insert_revocation(
+                            &mut tx,
+                            session_kind,
+                            session,
+                            now,
+                            cutoff_expires_at,
+                            actor,
+                        )
+                        .await?;
+                    }
                     if disable {
                         match kind {
                             RevocationKind::Subject => {
@@ -93,7 +155,7 @@ macro_rules! revocation_store {
                     Self::announce(&mut tx, topic::REVOCATIONS, now).await?;
                     Self::insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;
-                    Ok(revoked)
+                    Ok(sessions.len() as u64)
                 }
             }
         };

@@ -49,6 +49,7 @@ macro_rules! session_store {
                     let mut tx = self.begin_write().await?;
                     let enabled: Option<bool> = sqlx::query_scalar(Self::USER_ENABLED)
                         .bind(DbUuid(session.user_id))
+                        .bind(&session.client_id)
                         .fetch_optional(&mut *tx)
                         .await?;
                     if enabled != Some(true) {
@@ -112,32 +113,30 @@ macro_rules! session_store {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
+                    // Already revoked (or unknown): nothing written, nothing audited.
+                    if revoked == 0 {
+                        return Ok(SessionRevocation::NotLive);
+                    }
                     sqlx::query(q::REVOKE_SESSION_TOKENS)
                         .bind(DbUuid(session_id))
                         .bind(DbTime(now))
                         .execute(&mut *tx)
                         .await?;
-                    if revoked == 1 {
-                        Self::insert_revocation(
-                            &mut tx,
-                            RevocationKind::Session,
-                            &session_id.to_string(),
-                            now,
-                            access_tokens_expire_at,
-                            audit.and_then(|a| a.actor.as_deref()),
-                        )
-                        .await?;
-                        Self::announce(&mut tx, topic::REVOCATIONS, now).await?;
-                    }
+                    Self::insert_revocation(
+                        &mut tx,
+                        RevocationKind::Session,
+                        &session_id.to_string(),
+                        now,
+                        access_tokens_expire_at,
+                        audit.and_then(|a| a.actor.as_deref()),
+                    )
+                    .await?;
+                    Self::announce(&mut tx, topic::REVOCATIONS, now).await?;
                     if let Some(event) = audit {
                         Self::insert_audit(&mut tx, event).await?;
                     }
                     tx.commit().await?;
-                    Ok(if revoked == 1 {
-                        SessionRevocation::Revoked
-                    } else {
-                        SessionRevocation::NotLive
-                    })
+                    Ok(SessionRevocation::Revoked)
                 }
             }
         };

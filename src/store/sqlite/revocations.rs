@@ -32,13 +32,13 @@ const REVOKE_CLIENT_TOKENS: &str =
 
 impl SqliteStore {
     /// Revokes every live session of the user (`Subject`) or client and the refresh tokens in
-    /// them; returns how many sessions.
+    /// them; returns their ids.
     async fn revoke_sessions_of(
         tx: &mut Transaction<'_, Sqlite>,
         kind: RevocationKind,
         value: &str,
         now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let (sessions, tokens) = match kind {
             RevocationKind::Subject => (REVOKE_USER_SESSIONS, REVOKE_USER_TOKENS),
             _ => (REVOKE_CLIENT_SESSIONS, REVOKE_CLIENT_TOKENS),
@@ -53,7 +53,7 @@ impl SqliteStore {
             .bind(DbTime(now))
             .execute(&mut **tx)
             .await?;
-        Ok(revoked.len() as u64)
+        Ok(revoked)
     }
 }
 

@@ -101,7 +101,7 @@ async fn key_writes_bump_the_keys_topic(backend: Backend) {
         &[],
         "revoking an unknown key",
         store
-            .revoke_signing_key("zz", &signing_key("r"), now)
+            .revoke_signing_key("zz", &signing_key("r"), now, None)
             .await
             .unwrap()
     );
@@ -110,7 +110,7 @@ async fn key_writes_bump_the_keys_topic(backend: Backend) {
         keys,
         "revoking the active key",
         store
-            .revoke_signing_key("b", &signing_key("r"), now)
+            .revoke_signing_key("b", &signing_key("r"), now, None)
             .await
             .unwrap()
     );
@@ -119,7 +119,7 @@ async fn key_writes_bump_the_keys_topic(backend: Backend) {
         keys,
         "revoking a retired key",
         store
-            .revoke_signing_key("a", &signing_key("s"), now)
+            .revoke_signing_key("a", &signing_key("s"), now, None)
             .await
             .unwrap()
     );
@@ -128,7 +128,7 @@ async fn key_writes_bump_the_keys_topic(backend: Backend) {
         &[],
         "revoking a revoked key",
         store
-            .revoke_signing_key("a", &signing_key("s"), now)
+            .revoke_signing_key("a", &signing_key("s"), now, None)
             .await
             .unwrap()
     );

@@ -151,7 +151,7 @@ async fn revoking_the_active_key_promotes_the_next(backend: Backend) {
     let later = t0() + secs(60);
     let state = fx
         .store()
-        .revoke_signing_key("a", &signing_key("r"), later)
+        .revoke_signing_key("a", &signing_key("r"), later, None)
         .await
         .unwrap();
     assert_eq!(state, Some(KeyState::Active));
@@ -174,7 +174,7 @@ async fn revoking_the_next_key_replaces_it(backend: Backend) {
     let fx = with_initial_keys(backend).await;
     let state = fx
         .store()
-        .revoke_signing_key("b", &signing_key("r"), t0() + secs(60))
+        .revoke_signing_key("b", &signing_key("r"), t0() + secs(60), None)
         .await
         .unwrap();
     assert_eq!(state, Some(KeyState::Next));
@@ -197,7 +197,7 @@ async fn revoking_a_retired_key_adds_no_replacement(backend: Backend) {
         .unwrap();
     assert_eq!(rotated, KeyRotation::Rotated);
     let state = store
-        .revoke_signing_key("a", &signing_key("r"), t0() + secs(120))
+        .revoke_signing_key("a", &signing_key("r"), t0() + secs(120), None)
         .await
         .unwrap();
     assert_eq!(state, Some(KeyState::Retired));
@@ -216,7 +216,7 @@ async fn revoking_a_revoked_or_unknown_key_changes_nothing(backend: Backend) {
     let store = fx.store();
     let now = t0();
     let state = store
-        .revoke_signing_key("zz", &signing_key("r"), now)
+        .revoke_signing_key("zz", &signing_key("r"), now, None)
         .await
         .unwrap();
     assert_eq!(state, None);
@@ -225,12 +225,12 @@ async fn revoking_a_revoked_or_unknown_key_changes_nothing(backend: Backend) {
         named(&[("a", KeyState::Active), ("b", KeyState::Next)])
     );
     let state = store
-        .revoke_signing_key("b", &signing_key("r"), now + secs(1))
+        .revoke_signing_key("b", &signing_key("r"), now + secs(1), None)
         .await
         .unwrap();
     assert_eq!(state, Some(KeyState::Next));
     let state = store
-        .revoke_signing_key("b", &signing_key("s"), now + secs(2))
+        .revoke_signing_key("b", &signing_key("s"), now + secs(2), None)
         .await
         .unwrap();
     assert_eq!(state, Some(KeyState::Revoked));
@@ -255,7 +255,7 @@ async fn revocations_keep_the_set_complete(backend: Backend) {
     for (i, kid) in ["a", "b", "r1", "r2", "r3"].iter().enumerate() {
         now += secs(10);
         store
-            .revoke_signing_key(kid, &signing_key(&format!("r{}", i + 1)), now)
+            .revoke_signing_key(kid, &signing_key(&format!("r{}", i + 1)), now, None)
             .await
             .unwrap();
         let keys = store.list_signing_keys().await.unwrap();
@@ -357,8 +357,31 @@ async fn rewrapping_keys_is_all_or_nothing(backend: Backend) {
     );
 }
 
+/// A key's revocation and its audit event commit together; a key revoked already records
+/// nothing.
+async fn a_key_revocation_commits_its_audit_event(backend: Backend) {
+    let fx = with_initial_keys(backend).await;
+    let now = t0();
+    let event = super::audit("revoked", now);
+    let state = fx
+        .store()
+        .revoke_signing_key("b", &signing_key("r"), now, Some(&event))
+        .await
+        .unwrap();
+    assert_eq!(state, Some(KeyState::Next));
+    assert_eq!(fx.count("select count(*) from audit_event").await, 1);
+    for kid in ["b", "zz"] {
+        fx.store()
+            .revoke_signing_key(kid, &signing_key("s"), now + secs(1), Some(&event))
+            .await
+            .unwrap();
+    }
+    assert_eq!(fx.count("select count(*) from audit_event").await, 1);
+}
+
 both_backends!(
     rewrapping_keys_is_all_or_nothing,
+    a_key_revocation_commits_its_audit_event,
     the_first_master_key_check_stays,
     initial_keys_are_added_once,
     rotation_needs_the_expected_next_key,

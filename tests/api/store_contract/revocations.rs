@@ -6,7 +6,7 @@ use tessera::model::{AuditEvent, AuditFilter, Revocation, RevocationKind, Sessio
 use super::{Fixture, audit, rotation_event, secs, t0, token};
 use crate::both_backends;
 use crate::helpers::Backend;
-use tessera::store::{Consumed, SessionAdded, SessionRevocation};
+use tessera::store::{Consumed, RevocationAdded, SessionAdded, SessionRevocation};
 
 fn kinds_and_values(revocations: &[Revocation]) -> Vec<(RevocationKind, String)> {
     revocations
@@ -335,10 +335,28 @@ async fn revoking_a_client_ends_its_sessions(backend: Backend) {
             .unwrap()
             .disabled
     );
+    // The cut-off, and an entry per session revoked: an access token minted by a refresh that
+    // committed just before the sessions were locked carries one of these sids.
     let revocations = fx.store().list_revocations(0, now, 100).await.unwrap();
+    let mut sids = [
+        on_web.session_id.to_string(),
+        also_on_web.session_id.to_string(),
+    ];
+    sids.sort();
+    let mut listed = kinds_and_values(&revocations);
+    listed[1..].sort_by(|a, b| a.1.cmp(&b.1));
     assert_eq!(
-        kinds_and_values(&revocations),
-        [(RevocationKind::Client, "web".to_owned())]
+        listed,
+        [
+            (RevocationKind::Client, "web".to_owned()),
+            (RevocationKind::Session, sids[0].clone()),
+            (RevocationKind::Session, sids[1].clone()),
+        ]
+    );
+    assert!(
+        revocations[1..]
+            .iter()
+            .all(|r| r.revoked_at == now && r.expires_at == now + secs(900))
     );
     let events = fx
         .store()
@@ -364,7 +382,8 @@ async fn revoking_a_client_ends_its_sessions(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(sessions, 0);
-    assert_eq!(fx.count("select count(*) from revocation").await, 2);
+    // Not disabled: tokens may have been issued since, so a later cut-off is recorded.
+    assert_eq!(fx.count("select count(*) from revocation").await, 4);
 }
 
 async fn revoking_and_disabling_a_client(backend: Backend) {
@@ -458,7 +477,152 @@ async fn revoking_an_unknown_principal_records_the_cutoff(backend: Backend) {
     assert_eq!(fx.count("select count(*) from user_account").await, 1);
 }
 
+/// Rows that any write of a revocation leaves: revocations, audit events, the feed's versions.
+async fn footprint(fx: &Fixture) -> [i64; 3] {
+    [
+        fx.count("select count(*) from revocation").await,
+        fx.count("select count(*) from audit_event").await,
+        fx.count("select cast(sum(version) as bigint) from change_feed")
+            .await,
+    ]
+}
+
+/// Revoking what is already revoked writes, announces and audits nothing.
+async fn revoking_again_what_is_revoked_writes_nothing(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, alice) = fx.principal("web", "alice").await;
+    let now = t0();
+    let event = revocation_event(None, Some("web"), now);
+    let added = fx
+        .store()
+        .add_revocation(RevocationKind::Jti, "jti-1", now, now + secs(60), &event)
+        .await
+        .unwrap();
+    assert_eq!(added, RevocationAdded::Added);
+    let session = fx.session(&client, &alice, 1, now).await;
+    let revoked = fx
+        .store()
+        .revoke_session(
+            session.session_id,
+            "revoked",
+            now,
+            now + secs(60),
+            Some(&event),
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked, SessionRevocation::Revoked);
+    for kind in [RevocationKind::Subject, RevocationKind::Client] {
+        let value = match kind {
+            RevocationKind::Subject => alice.user_id.to_string(),
+            _ => "web".to_owned(),
+        };
+        fx.store()
+            .revoke_principal(kind, &value, true, now, now + secs(60), &event)
+            .await
+            .unwrap();
+    }
+    let before = footprint(&fx).await;
+    for i in 0..5 {
+        let at = now + secs(i);
+        let added = fx
+            .store()
+            .add_revocation(RevocationKind::Jti, "jti-1", at, at + secs(60), &event)
+            .await
+            .unwrap();
+        assert_eq!(added, RevocationAdded::AlreadyRevoked);
+        let session_id = session.session_id.to_string();
+        let again = fx
+            .store()
+            .add_revocation(
+                RevocationKind::Session,
+                &session_id,
+                at,
+                at + secs(60),
+                &event,
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, RevocationAdded::AlreadyRevoked);
+        let revoked = fx
+            .store()
+            .revoke_session(
+                session.session_id,
+                "revoked",
+                at,
+                at + secs(60),
+                Some(&event),
+            )
+            .await
+            .unwrap();
+        assert_eq!(revoked, SessionRevocation::NotLive);
+        // Disabled and cut off since: with or without `disable`, nothing new to revoke.
+        for disable in [true, false] {
+            let sessions = fx
+                .store()
+                .revoke_principal(
+                    RevocationKind::Subject,
+                    &alice.user_id.to_string(),
+                    disable,
+                    at,
+                    at + secs(60),
+                    &event,
+                )
+                .await
+                .unwrap();
+            assert_eq!(sessions, 0);
+            let sessions = fx
+                .store()
+                .revoke_principal(
+                    RevocationKind::Client,
+                    "web",
+                    disable,
+                    at,
+                    at + secs(60),
+                    &event,
+                )
+                .await
+                .unwrap();
+            assert_eq!(sessions, 0);
+        }
+    }
+    assert_eq!(footprint(&fx).await, before);
+    // Once the entry has expired, revoking again records it anew.
+    let later = now + secs(61);
+    let added = fx
+        .store()
+        .add_revocation(
+            RevocationKind::Jti,
+            "jti-1",
+            later,
+            later + secs(60),
+            &event,
+        )
+        .await
+        .unwrap();
+    assert_eq!(added, RevocationAdded::Added);
+    // Re-enabled, the user is no longer fully revoked: the next offboarding writes again.
+    fx.store()
+        .update_user(alice.user_id, Some(false), None, later)
+        .await
+        .unwrap();
+    let before = footprint(&fx).await;
+    fx.store()
+        .revoke_principal(
+            RevocationKind::Subject,
+            &alice.user_id.to_string(),
+            true,
+            later,
+            later + secs(60),
+            &event,
+        )
+        .await
+        .unwrap();
+    assert_ne!(footprint(&fx).await, before);
+}
+
 both_backends!(
+    revoking_again_what_is_revoked_writes_nothing,
     revocations_are_listed_in_id_order_after_a_cursor,
     expired_revocations_are_not_listed,
     revoking_a_subject_ends_its_sessions,
