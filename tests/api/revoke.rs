@@ -869,7 +869,8 @@ async fn a_login_racing_a_client_revocation_leaves_no_session(backend: Backend) 
         assert_eq!(response.status(), 200);
         for task in tasks {
             let status = task.await.unwrap();
-            assert!(status == 200 || status == 400 || status == 401, "{status}");
+            // Eight logins from one address: past the per-source threshold they are throttled (429).
+            assert!(matches!(status.as_u16(), 200 | 400 | 401 | 429), "{status}");
         }
         let live = app
             .db

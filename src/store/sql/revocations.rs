@@ -97,6 +97,12 @@ macro_rules! revocation_store {
                 ) -> Result<u64, StoreError> {
                     let mut tx = self.begin_write().await?;
                     let user_id = uuid::Uuid::parse_str(value).ok().map(DbUuid);
+                    if disable && kind == RevocationKind::Client {
+                        // The enabled admin rows are locked first, in id order, as every path
+                        // that disables a client takes them: two admins disabling each other
+                        // queue instead of deadlocking on each other's row.
+                        Self::keep_an_admin(&mut tx, value).await?;
+                    }
                     let sessions = Self::revoke_sessions_of(&mut tx, kind, value, now).await?;
                     if sessions.is_empty() {
                         let cut_off: bool = match kind {
@@ -142,7 +148,6 @@ macro_rules! revocation_store {
                                     .await?;
                             }
                             _ => {
-                                Self::keep_an_admin(&mut tx, value).await?;
                                 sqlx::query(q::DISABLE_CLIENT)
                                     .bind(value)
                                     .bind(DbTime(now))
