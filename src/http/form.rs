@@ -232,6 +232,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if !json {
             return Err(not_json());
         }
+        // The documented body is optional and nullable: JSON `null` is no options at all.
+        if body.trim_ascii() == b"null" {
+            return Ok(Self(T::default()));
+        }
         parse_json(&body).map(Self)
     }
 }

@@ -114,6 +114,8 @@ async fn key_rotation_too_soon_says_when_and_can_be_forced(backend: Backend) {
     // Rounded up: retrying after it finds the key ready.
     assert_eq!(retry_after(&later), 200);
     assert_error(later, 409, "conflict").await;
+    // The documented body is nullable: JSON `null` is no options, so not forced.
+    assert_error(rotate(&app, Some("null")).await, 409, "conflict").await;
 
     // Bad bodies are refused and rotate nothing.
     let next = next_kid(&app).await;
