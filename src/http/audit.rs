@@ -11,17 +11,21 @@ use super::{ApiError, AppState};
 use crate::domain::Error;
 use crate::model::{AuditFilter, AuditRecord};
 
+/// The filters are text without NUL characters (no stored value holds one: a NUL is bad input,
+/// 400), and the document's pattern says so.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Events about this subject (a user id, or a client id for client_credentials).
+    #[param(pattern = r"^[^\u0000]*$")]
     subject: Option<String>,
     /// Events about this client.
+    #[param(pattern = r"^[^\u0000]*$")]
     client_id: Option<String>,
     /// One event type, such as `refresh_token_reuse_detected`.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", pattern = r"^[^\u0000]*$")]
     event_type: Option<String>,
     /// At most this many events (default 100).
     #[param(minimum = 1, maximum = 1000)]
