@@ -11,8 +11,9 @@ use tessera::config::{Config, MasterKeySource};
 use tessera::crypto::MasterKey;
 use tessera::domain::Issuer;
 use tessera::domain::admin::NewClient;
+use tessera::domain::admin::UserChange;
 use tessera::domain::keys::rotate_master_key;
-use tessera::model::{Client, User};
+use tessera::model::{Client, Role, User};
 use tessera::server::{self, Server};
 use tessera::store;
 
@@ -47,9 +48,12 @@ pub enum Command {
     /// Clients: create, show, rotate-secret.
     #[command(subcommand)]
     Client(ClientCommand),
-    /// Users: create, disable, enable.
+    /// Users: create, disable, enable, set roles.
     #[command(subcommand)]
     User(UserCommand),
+    /// Roles (named scope sets): put, list, delete.
+    #[command(subcommand)]
+    Role(RoleCommand),
     /// Revoke everything of a subject (or username), client or session, or a signing key (running servers
     /// follow within a second).
     Revoke(RevokeArgs),
@@ -151,11 +155,40 @@ pub enum ClientCommand {
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a user; the password is read from the first line of standard input.
-    Create { username: String },
+    Create {
+        username: String,
+        /// A role to give the user (repeatable); without one, the user holds no scope.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+    },
     /// Disable a user (by username) and revoke every session.
     Disable { username: String },
     /// Enable a user (by username) again.
     Enable { username: String },
+    /// Replace the roles of a user (by id); scopes it loses are cut off from its tokens at once.
+    Roles {
+        /// The user's id (the token `sub`).
+        id: String,
+        /// The roles it holds from now on (none: no scope at all).
+        roles: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Create or replace a role; scopes it no longer grants are cut off at once.
+    Put {
+        name: String,
+        /// A scope of the role (repeatable).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the roles.
+    List,
+    /// Delete a role: its holders lose it.
+    Delete { name: String },
 }
 
 impl Command {
@@ -166,6 +199,7 @@ impl Command {
             Self::Keys(command) => with_issuer(config, |issuer| command.run(issuer)).await,
             Self::Client(command) => with_issuer(config, |issuer| command.run(issuer)).await,
             Self::User(command) => with_issuer(config, |issuer| command.run(issuer)).await,
+            Self::Role(command) => with_issuer(config, |issuer| command.run(issuer)).await,
             Self::Revoke(args) => with_issuer(config, |issuer| args.run(issuer)).await,
             Self::MasterKey(command) => command.run(config).await,
         }
@@ -341,7 +375,7 @@ impl ClientCommand {
 impl UserCommand {
     async fn run(self, issuer: Arc<Issuer>) -> anyhow::Result<()> {
         match self {
-            Self::Create { username } => {
+            Self::Create { username, roles } => {
                 let mut password = String::new();
                 std::io::stdin()
                     .lock()
@@ -350,15 +384,24 @@ impl UserCommand {
                 let password = password.trim_end_matches(['\r', '\n']);
                 print_user(
                     &issuer
-                        .create_user(CLI_ACTOR, &username, password, None)
+                        .create_user(CLI_ACTOR, &username, password, &roles, None)
                         .await?,
                 );
+                println!("roles:    {}", roles.join(" "));
             }
             Self::Disable { username } => {
                 let user = issuer.user_by_name(&username).await?;
                 print_user(
                     &issuer
-                        .update_user(CLI_ACTOR, &user.user_id.to_string(), Some(true), None, None)
+                        .update_user(
+                            CLI_ACTOR,
+                            &user.user_id.to_string(),
+                            UserChange {
+                                disabled: Some(true),
+                                ..UserChange::default()
+                            },
+                            None,
+                        )
                         .await?,
                 );
             }
@@ -369,16 +412,70 @@ impl UserCommand {
                         .update_user(
                             CLI_ACTOR,
                             &user.user_id.to_string(),
-                            Some(false),
-                            None,
+                            UserChange {
+                                disabled: Some(false),
+                                ..UserChange::default()
+                            },
                             None,
                         )
                         .await?,
                 );
             }
+            Self::Roles { id, roles } => {
+                let user = issuer
+                    .update_user(
+                        CLI_ACTOR,
+                        &id,
+                        UserChange {
+                            roles: Some(&roles),
+                            ..UserChange::default()
+                        },
+                        None,
+                    )
+                    .await?;
+                print_user(&user);
+                let held = issuer.user_roles(user.user_id).await?;
+                println!("roles:    {}", held.join(" "));
+            }
         }
         Ok(())
     }
+}
+
+impl RoleCommand {
+    async fn run(self, issuer: Arc<Issuer>) -> anyhow::Result<()> {
+        match self {
+            Self::Put {
+                name,
+                scopes,
+                description,
+            } => {
+                let (role, created) = issuer
+                    .put_role(CLI_ACTOR, &name, &scopes, description.as_deref(), None)
+                    .await?;
+                println!(
+                    "{} {}",
+                    if created { "created" } else { "replaced" },
+                    role.name
+                );
+                print_role(&role);
+            }
+            Self::List => {
+                for role in issuer.roles().await? {
+                    print_role(&role);
+                }
+            }
+            Self::Delete { name } => {
+                issuer.delete_role(CLI_ACTOR, &name, None).await?;
+                println!("deleted {name}");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn print_role(role: &Role) {
+    println!("{}\t{}", role.name, role.scopes.join(" "));
 }
 
 impl RevokeArgs {

@@ -260,8 +260,10 @@ impl Issuer {
         actor: &str,
         username: &str,
         password: &str,
+        roles: &[String],
         source_addr: Option<IpAddr>,
     ) -> Result<User, Error> {
+        let roles = super::roles::role_list(roles)?;
         let username = username.trim();
         if username.is_empty()
             || username.chars().count() > 128
@@ -284,23 +286,37 @@ impl Issuer {
             created_at: now,
             updated_at: now,
         };
-        self.store.add_user(&user).await.map_err(|e| match e {
-            StoreError::Conflict => Error::Conflict("this username is taken".into()),
-            other => other.into(),
-        })?;
+        self.store
+            .add_user(&user, &roles)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => Error::Conflict("this username is taken".into()),
+                other => other.into(),
+            })?;
         tracing::info!(user_id = %user.user_id, "user created");
         self.admin_event(
             "user_created",
             actor,
             Some(user.user_id.to_string()),
             None,
-            serde_json::json!({}),
+            serde_json::json!({"roles": roles}),
             source_addr,
         )
         .await;
         Ok(user)
     }
+}
 
+/// What PATCH /admin/users/{id} changes; `None` leaves a part as it is.
+#[derive(Default)]
+pub struct UserChange<'a> {
+    pub disabled: Option<bool>,
+    pub password: Option<&'a str>,
+    /// Replaces the set.
+    pub roles: Option<&'a [String]>,
+}
+
+impl Issuer {
     pub async fn user(&self, user_id: &str) -> Result<User, Error> {
         let id = uuid::Uuid::parse_str(user_id).map_err(|_| Error::NotFound("user"))?;
         self.store
@@ -309,16 +325,32 @@ impl Issuer {
             .ok_or(Error::NotFound("user"))
     }
 
-    /// Enables, disables (revoking every session of the user) or sets a new password.
+    /// Replaces the user's roles, enables, disables (revoking every session of the user) or
+    /// sets a new password. Everything is validated first; the roles change first, so an unknown
+    /// role changes nothing.
     pub async fn update_user(
         &self,
         actor: &str,
         user_id: &str,
-        disabled: Option<bool>,
-        password: Option<&str>,
+        change: UserChange<'_>,
         source_addr: Option<IpAddr>,
     ) -> Result<User, Error> {
+        let UserChange {
+            disabled,
+            password,
+            roles,
+        } = change;
         let id = uuid::Uuid::parse_str(user_id).map_err(|_| Error::NotFound("user"))?;
+        let roles = roles.map(super::roles::role_list).transpose()?;
+        if let Some(password) = password {
+            check_password(password)?;
+        }
+        if let Some(roles) = &roles {
+            self.set_user_roles(actor, id, roles, source_addr).await?;
+            if disabled.is_none() && password.is_none() {
+                return self.user(user_id).await;
+            }
+        }
         let phc = match password {
             Some(password) => {
                 check_password(password)?;

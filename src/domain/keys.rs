@@ -124,6 +124,9 @@ pub struct AccessTokenClaims {
     pub sid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// RFC 9068 §2.2.3.1: the roles that granted the token's scopes (user tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
 }
 
 /// What a minted token is for; the key ring adds iss, iat, exp and jti.
@@ -134,6 +137,11 @@ pub struct AccessTokenRequest<'a> {
     pub audience: &'a str,
     pub scope: Option<&'a str>,
     pub session_id: Option<&'a str>,
+    /// The roles that granted the scope (none for a client acting for itself).
+    pub roles: Option<&'a [String]>,
+    /// When the token counts as issued: a user's token takes the moment before its scopes were
+    /// read, so a role change committed after that read cuts it off. `None` is now.
+    pub issued_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone)]
@@ -326,7 +334,7 @@ impl KeyRing {
             .signer
             .clone()
             .ok_or(KeyRingError::NoActiveKey)?;
-        let issued_at = self.clock.now();
+        let issued_at = request.issued_at.unwrap_or_else(|| self.clock.now());
         let now = issued_at.unix_timestamp();
         let claims = AccessTokenClaims {
             iss: self.issuer.clone(),
@@ -339,6 +347,10 @@ impl KeyRing {
             scope: request.scope.filter(|s| !s.is_empty()).map(str::to_owned),
             sid: request.session_id.map(str::to_owned),
             nbf: None,
+            roles: request
+                .roles
+                .filter(|r| !r.is_empty())
+                .map(<[String]>::to_vec),
         };
         let payload = serde_json::to_vec(&claims).expect("claims serialise");
         let token = signer.sign(&payload)?;

@@ -15,6 +15,7 @@ pub mod policy;
 pub mod refresh;
 pub mod revocations;
 pub mod revoke;
+pub mod roles;
 pub mod throttle;
 pub mod token;
 
@@ -113,6 +114,9 @@ impl From<StoreError> for Error {
             e if e.is_unavailable() => Self::TemporarilyUnavailable,
             StoreError::LastAdmin => {
                 Self::Conflict("the last enabled admin client cannot be disabled".into())
+            }
+            StoreError::UnknownRole(name) => {
+                Self::invalid_request(format!("roles: unknown role {name:?}"))
             }
             StoreError::UnstorableText => {
                 Self::invalid_request("a value contains a character that cannot be stored (NUL)")

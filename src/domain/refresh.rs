@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 
-use super::token::{Target, TokenResponse, audience, narrowed_scope};
+use super::token::{Target, TokenResponse, UserGrant, audience, narrowed_scope};
 use super::{Error, Issuer};
 use crate::crypto::random_bytes;
 use crate::crypto::secrets::sha256;
@@ -80,6 +80,21 @@ fn successor_aad(session_id: uuid::Uuid, consumed_digest: &[u8; 32]) -> Vec<u8> 
     aad
 }
 
+/// CONTRACT (Roles): a refresh carries only what the user still holds of its grant; a grant of
+/// which nothing is held any more is `invalid_grant` (the session stays). A request may then
+/// narrow it further (RFC 6749 §6), never widen it.
+fn held_scope(
+    record: &RefreshTokenRecord,
+    granted: &str,
+    requested: Option<&str>,
+) -> Result<String, Error> {
+    let held = record.held_roles.retain(granted);
+    if held.is_empty() && !granted.is_empty() {
+        return Err(Error::InvalidGrant);
+    }
+    narrowed_scope(&held, requested)
+}
+
 impl Issuer {
     /// A fresh refresh token of a session (its first, or a successor), and its stored form.
     pub(crate) fn new_refresh_token(
@@ -140,6 +155,8 @@ impl Issuer {
             return Err(Error::UnauthorizedClient);
         }
         let (session_id, digest) = parse_refresh_token(presented).ok_or(Error::InvalidGrant)?;
+        // Before the lookup that reads the user's roles: see `UserGrant`.
+        let issued_at = self.clock.now();
         let record = self
             .store
             .find_refresh_token(session_id, &digest)
@@ -154,10 +171,16 @@ impl Issuer {
         };
         let verdict = self.judge(client, &record, now);
         if verdict != Verdict::Rotate {
-            return self.settle(&request, &record, verdict, now).await;
+            return self
+                .settle(&request, &record, verdict, now, issued_at)
+                .await;
         }
         let audience = audience(client, target)?;
-        let scope = narrowed_scope(&record.scope, scope)?;
+        let scope = held_scope(&record, &record.scope, scope)?;
+        let grant = UserGrant {
+            roles: record.held_roles.granting(&scope),
+            issued_at,
+        };
 
         let (successor, next) = self.new_refresh_token(session_id, &scope, now);
         // Grace 0 has no retry window: no successor is ever handed back, so none is sealed.
@@ -201,6 +224,7 @@ impl Issuer {
                     audience,
                     &scope,
                     Some(&sid),
+                    Some(&grant),
                 )?;
                 response.refresh_token = Some(successor.expose().to_owned());
                 return Ok(response);
@@ -212,6 +236,7 @@ impl Issuer {
         // reading taken now, after the race was decided: `now` was read before the winner
         // consumed the token, so against its consume time it would fall inside any window, even
         // a window of 0.
+        let issued_at = self.clock.now();
         let record = self
             .store
             .find_refresh_token(session_id, &digest)
@@ -226,7 +251,8 @@ impl Issuer {
             ..request
         };
         let verdict = self.judge(client, &record, now);
-        self.settle(&request, &record, verdict, now).await
+        self.settle(&request, &record, verdict, now, issued_at)
+            .await
     }
 
     /// What `client` presenting `record` gets ([`RefreshTokenRecord::judge`]), unsealing a
@@ -256,6 +282,7 @@ impl Issuer {
         record: &RefreshTokenRecord,
         verdict: Verdict<'_>,
         now: OffsetDateTime,
+        issued_at: OffsetDateTime,
     ) -> Result<TokenResponse, Error> {
         match verdict {
             Verdict::Rotate | Verdict::Reject => Err(Error::InvalidGrant),
@@ -270,7 +297,11 @@ impl Issuer {
             } => {
                 // The successor is handed out under the rules it would meet itself.
                 let audience = audience(request.client, request.target)?;
-                let scope = narrowed_scope(granted_scope, request.scope)?;
+                let scope = held_scope(record, granted_scope, request.scope)?;
+                let grant = UserGrant {
+                    roles: record.held_roles.granting(&scope),
+                    issued_at,
+                };
                 tracing::info!(session_id = %record.session_id, "refresh retried inside the window");
                 let sid = record.session_id.to_string();
                 let subject = record.user_id.to_string();
@@ -281,6 +312,7 @@ impl Issuer {
                     audience,
                     &scope,
                     Some(&sid),
+                    Some(&grant),
                 )?;
                 metrics::counter!(crate::metrics::REFRESHES, "outcome" => "retried").increment(1);
                 response.refresh_token = Some(successor);

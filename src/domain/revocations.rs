@@ -27,6 +27,47 @@ struct State {
     /// token's issue time to the millisecond is in its UUIDv7 `jti`).
     subjects: HashMap<String, (i64, i64)>,
     clients: HashMap<String, (i64, i64)>,
+    /// Scope cut-offs by role name (tokens naming the role in `roles`) and by subject: tokens
+    /// issued at or before the cut-off that carry one of the scopes are revoked. One entry per
+    /// change, whatever the number of users it reaches.
+    roles: HashMap<String, Vec<ScopeCutoff>>,
+    subject_scopes: HashMap<String, Vec<ScopeCutoff>>,
+}
+
+/// Scopes taken away at a moment (unix milliseconds), mattering until `until` (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ScopeCutoff {
+    cutoff: i64,
+    until: i64,
+    scopes: Vec<String>,
+}
+
+impl ScopeCutoff {
+    fn matches(&self, issued: i64, scope: Option<&str>) -> bool {
+        issued <= self.cutoff
+            && scope.is_some_and(|scope| {
+                scope
+                    .split(' ')
+                    .any(|s| self.scopes.iter().any(|lost| lost == s))
+            })
+    }
+}
+
+/// Adds a scope cut-off, or moves an entry with the same scopes later: repeated edits of one
+/// role keep one entry per distinct set of lost scopes.
+fn merge_scope_cutoff(
+    map: &mut HashMap<String, Vec<ScopeCutoff>>,
+    key: String,
+    entry: ScopeCutoff,
+) {
+    let entries = map.entry(key).or_default();
+    match entries.iter_mut().find(|e| e.scopes == entry.scopes) {
+        Some(existing) => {
+            existing.cutoff = existing.cutoff.max(entry.cutoff);
+            existing.until = existing.until.max(entry.until);
+        }
+        None => entries.push(entry),
+    }
 }
 
 #[derive(Default)]
@@ -55,6 +96,21 @@ impl RevocationState {
                 .clients
                 .get(&claims.client_id)
                 .is_some_and(|(cutoff, _)| issued <= *cutoff)
+            || Self::scope_revoked(&state, claims, issued)
+    }
+
+    /// Whether a lost scope cuts the token off: through a role it names, or its subject.
+    fn scope_revoked(state: &State, claims: &AccessTokenClaims, issued: i64) -> bool {
+        let scope = claims.scope.as_deref();
+        let cut = |entries: Option<&Vec<ScopeCutoff>>| {
+            entries.is_some_and(|entries| entries.iter().any(|e| e.matches(issued, scope)))
+        };
+        cut(state.subject_scopes.get(&claims.sub))
+            || claims
+                .roles
+                .iter()
+                .flatten()
+                .any(|role| cut(state.roles.get(role)))
     }
 
     /// Applies every revocation recorded since the last call (by any instance), and forgets
@@ -89,6 +145,25 @@ impl RevocationState {
                         RevocationKind::Client => {
                             merge_cutoff(&mut state.clients, revocation.value, cutoff, until)
                         }
+                        RevocationKind::Role | RevocationKind::SubjectScope => {
+                            let entry = ScopeCutoff {
+                                cutoff,
+                                until,
+                                scopes: revocation
+                                    .scopes
+                                    .unwrap_or_default()
+                                    .split(' ')
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_owned)
+                                    .collect(),
+                            };
+                            let map = if revocation.kind == RevocationKind::Role {
+                                &mut state.roles
+                            } else {
+                                &mut state.subject_scopes
+                            };
+                            merge_scope_cutoff(map, revocation.value, entry);
+                        }
                     }
                 }
             }
@@ -121,6 +196,24 @@ impl RevocationState {
         state.sessions.retain(|_, until| *until > now);
         state.subjects.retain(|_, (_, until)| *until > now);
         state.clients.retain(|_, (_, until)| *until > now);
+        let state = &mut *state;
+        for map in [&mut state.roles, &mut state.subject_scopes] {
+            map.retain(|_, entries| {
+                entries.retain(|e| e.until > now);
+                !entries.is_empty()
+            });
+        }
+    }
+
+    /// How many scope cut-offs are held (a role edit adds one, whatever its reach).
+    pub fn scope_cutoffs(&self) -> usize {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state
+            .roles
+            .values()
+            .chain(state.subject_scopes.values())
+            .map(Vec::len)
+            .sum()
     }
 
     /// How many jtis are held (for operators and benchmarks).
@@ -160,7 +253,86 @@ mod tests {
             scope: None,
             sid: sid.map(str::to_owned),
             nbf: None,
+            roles: None,
         }
+    }
+
+    fn user_token(sub: &str, scope: &str, roles: &[&str], iat: i64) -> AccessTokenClaims {
+        AccessTokenClaims {
+            scope: Some(scope.into()),
+            roles: Some(roles.iter().map(|r| r.to_string()).collect()),
+            ..claims(sub, "web", Some("s1"), iat)
+        }
+    }
+
+    fn lost(cutoff: i64, scopes: &[&str]) -> ScopeCutoff {
+        ScopeCutoff {
+            cutoff,
+            until: 400,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_role_cutoff_revokes_earlier_tokens_naming_the_role_and_carrying_a_lost_scope() {
+        let state = state_with(|s| {
+            merge_scope_cutoff(&mut s.roles, "writer".into(), lost(100_999, &["write"]));
+        });
+        // Named the role, carries the lost scope, issued before: revoked, whoever the user.
+        assert!(state.is_revoked(&user_token("alice", "read write", &["writer"], 100)));
+        assert!(state.is_revoked(&user_token("bob", "write", &["reader", "writer"], 50)));
+        // Issued after the change: its scopes were read after it.
+        assert!(!state.is_revoked(&user_token("alice", "read write", &["writer"], 101)));
+        // Does not carry the lost scope: the change took nothing from it.
+        assert!(!state.is_revoked(&user_token("alice", "read", &["writer"], 100)));
+        // Did not come through the role.
+        assert!(!state.is_revoked(&user_token("alice", "write", &["editor"], 100)));
+        assert!(!state.is_revoked(&claims("alice", "web", None, 100)));
+        assert_eq!(state.scope_cutoffs(), 1);
+    }
+
+    #[test]
+    fn a_subject_scope_cutoff_revokes_only_that_users_tokens_carrying_a_lost_scope() {
+        let state = state_with(|s| {
+            merge_scope_cutoff(
+                &mut s.subject_scopes,
+                "alice".into(),
+                lost(100_999, &["write", "admin"]),
+            );
+        });
+        assert!(state.is_revoked(&user_token("alice", "read write", &["writer"], 100)));
+        assert!(state.is_revoked(&user_token("alice", "admin", &[], 99)));
+        assert!(!state.is_revoked(&user_token("alice", "read", &["writer"], 100)));
+        assert!(!state.is_revoked(&user_token("alice", "write", &["writer"], 101)));
+        assert!(!state.is_revoked(&user_token("bob", "write", &["writer"], 100)));
+    }
+
+    #[test]
+    fn repeated_edits_of_a_role_keep_one_entry_per_set_of_lost_scopes() {
+        let mut map = HashMap::new();
+        merge_scope_cutoff(&mut map, "writer".into(), lost(100, &["write"]));
+        merge_scope_cutoff(&mut map, "writer".into(), lost(200, &["write"]));
+        merge_scope_cutoff(&mut map, "writer".into(), lost(150, &["write"]));
+        assert_eq!(map["writer"], vec![lost(200, &["write"])]);
+        merge_scope_cutoff(&mut map, "writer".into(), lost(300, &["read"]));
+        assert_eq!(map["writer"].len(), 2);
+    }
+
+    #[test]
+    fn scope_cutoffs_are_pruned_after_they_can_match_nothing() {
+        let state = state_with(|s| {
+            merge_scope_cutoff(&mut s.roles, "old".into(), lost(500, &["a"]));
+            let mut late = lost(500, &["b"]);
+            late.until = 2_000;
+            merge_scope_cutoff(&mut s.roles, "old".into(), late.clone());
+            merge_scope_cutoff(&mut s.subject_scopes, "alice".into(), lost(500, &["a"]));
+        });
+        assert_eq!(state.scope_cutoffs(), 3);
+        state.prune(OffsetDateTime::from_unix_timestamp(1_000).unwrap());
+        assert_eq!(state.scope_cutoffs(), 1);
+        let s = state.state.read().unwrap();
+        assert!(s.subject_scopes.is_empty());
+        assert_eq!(s.roles["old"].len(), 1);
     }
 
     fn state_with(fill: impl FnOnce(&mut State)) -> RevocationState {

@@ -9,7 +9,7 @@ use unicode_normalization::UnicodeNormalization;
 use super::keys::AccessTokenRequest;
 use super::throttle::{Principal, Verdict};
 use super::{Error, Issuer};
-use crate::model::{Client, GrantType, Session};
+use crate::model::{Client, GrantType, HeldRoles, Session};
 
 /// RFC 6749 §5.1. No `Debug`: it carries tokens.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -25,6 +25,13 @@ pub struct TokenResponse {
     /// `tsr_…`: with the password grant (when the client may refresh) and every refresh.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+}
+
+/// What a user's token adds to a client's: the roles that granted its scope (its `roles`
+/// claim), and when it counts as issued (just before those roles were read).
+pub(crate) struct UserGrant {
+    pub roles: Vec<String>,
+    pub issued_at: time::OffsetDateTime,
 }
 
 /// The audience a client asks for: RFC 8707 `resource`, or the `audience` parameter.
@@ -56,6 +63,7 @@ impl Issuer {
             audience,
             &scope,
             None,
+            None,
         )
     }
 
@@ -75,6 +83,7 @@ impl Issuer {
         if !client.allows(GrantType::Password) {
             return Err(Error::UnauthorizedClient);
         }
+        let requested = scope;
         let scope = granted_scope(client, scope)?;
         let audience = audience(client, target)?;
         let key = username_key(username);
@@ -122,6 +131,15 @@ impl Issuer {
             }
         };
         self.throttle.settle(attempt, Verdict::Succeeded).await;
+        // The token counts as issued before the roles are read: a role change committed after
+        // the read has a later cut-off, and so reaches it.
+        let issued_at = self.clock.now();
+        let held = self.store.held_roles(user.user_id).await?;
+        let scope = user_scope(client, &scope, requested.is_some(), &held)?;
+        let grant = UserGrant {
+            roles: held.granting(&scope),
+            issued_at,
+        };
         let now = self.clock.now();
         let session = Session {
             session_id: uuid::Uuid::new_v4(),
@@ -163,6 +181,7 @@ impl Issuer {
             audience,
             &scope,
             Some(&sid),
+            Some(&grant),
         )?;
         response.refresh_token = first.map(|(token, _)| token.expose().to_owned());
         Ok(response)
@@ -176,6 +195,7 @@ impl Issuer {
         audience: &str,
         scope: &str,
         session_id: Option<&str>,
+        user: Option<&UserGrant>,
     ) -> Result<TokenResponse, Error> {
         let minted = self.keys.mint(&AccessTokenRequest {
             subject,
@@ -183,6 +203,8 @@ impl Issuer {
             audience,
             scope: Some(scope),
             session_id,
+            roles: user.map(|u| u.roles.as_slice()),
+            issued_at: user.map(|u| u.issued_at),
         })?;
         tracing::info!(jti = %minted.claims.jti, sub = %subject, "access token issued");
         let kind = if client.is_public() {
@@ -218,6 +240,26 @@ pub fn granted_scope(client: &Client, requested: Option<&str>) -> Result<String,
         }
     }
     Ok(granted.join(" "))
+}
+
+/// CONTRACT (POST /token, password; Roles): a user's token carries only scopes both the client
+/// allows (`granted`, already checked against the client) and the user holds. Asking for one
+/// the user does not hold, or holding none of the client's, is `invalid_scope`; without a
+/// request, every scope in both.
+pub fn user_scope(
+    client: &Client,
+    granted: &str,
+    requested: bool,
+    held: &HeldRoles,
+) -> Result<String, Error> {
+    if !client.scopes.iter().any(|s| held.holds(s)) {
+        return Err(Error::InvalidScope);
+    }
+    let scope = held.retain(granted);
+    if requested && scope != granted {
+        return Err(Error::InvalidScope);
+    }
+    Ok(scope)
 }
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).

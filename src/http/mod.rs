@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, Request, StatusCode};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -135,7 +135,17 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             post(admin::clients::rotate_secret),
         )
         .route("/admin/users", post(admin::users::create))
-        .route("/admin/users/{user_id}", patch(admin::users::update))
+        .route(
+            "/admin/users/{user_id}",
+            get(admin::users::get).patch(admin::users::update),
+        )
+        .route("/admin/roles", get(admin::roles::list))
+        .route(
+            "/admin/roles/{name}",
+            get(admin::roles::get)
+                .put(admin::roles::put)
+                .delete(admin::roles::delete),
+        )
         .route("/admin/keys", get(admin::keys::list))
         .route("/admin/keys/rotate", post(admin::keys::rotate))
         .fallback(|| async { ApiError::not_found() })

@@ -4,8 +4,10 @@ use std::fmt;
 use std::str::FromStr;
 
 mod refresh;
+mod roles;
 
 pub use refresh::{RefreshTokenRecord, RefreshTokenState, SessionState, Successor, Verdict};
+pub use roles::{HELD_SEPARATOR, HeldRoles, Role, is_role_name, lost_scopes};
 
 /// The JWS algorithms Tessera signs with (RFC 7518 §3, RFC 8037). Verification is pinned to the
 /// algorithm of our own key; a token's `alg` header never chooses it.
@@ -241,6 +243,12 @@ pub enum RevocationKind {
     Subject,
     /// Every token of the client issued at or before the cut-off.
     Client,
+    /// Every token naming the role in its `roles` claim, issued at or before the cut-off and
+    /// carrying one of the entry's scopes (the role lost them, or was deleted).
+    Role,
+    /// Every token of the subject issued at or before the cut-off and carrying one of the
+    /// entry's scopes (the user lost them with a role).
+    SubjectScope,
 }
 
 impl RevocationKind {
@@ -250,13 +258,22 @@ impl RevocationKind {
             Self::Session => "session",
             Self::Subject => "subject",
             Self::Client => "client",
+            Self::Role => "role",
+            Self::SubjectScope => "subject_scope",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Jti, Self::Session, Self::Subject, Self::Client]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            Self::Jti,
+            Self::Session,
+            Self::Subject,
+            Self::Client,
+            Self::Role,
+            Self::SubjectScope,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -268,6 +285,8 @@ pub struct Revocation {
     pub value: String,
     pub revoked_at: time::OffsetDateTime,
     pub expires_at: time::OffsetDateTime,
+    /// `Role` and `SubjectScope`: the scopes lost, space-separated.
+    pub scopes: Option<String>,
 }
 
 /// A stored audit event, as the admin API lists it.

@@ -19,6 +19,8 @@ pub struct RefreshTokenRecord {
     pub session_expires_at: OffsetDateTime,
     pub session: SessionState,
     pub user_disabled: bool,
+    /// The roles the session's user holds now: the most a refresh may carry.
+    pub held_roles: super::HeldRoles,
 }
 
 /// Where a refresh token is in its life. A revoked token stays revoked whatever else happened
@@ -179,6 +181,7 @@ mod tests {
             session_expires_at: at(2_000),
             session: SessionState::Live,
             user_disabled: false,
+            held_roles: Default::default(),
         }
     }
 

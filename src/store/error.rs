@@ -18,6 +18,9 @@ pub enum StoreError {
     /// Disabling this client would leave no enabled admin client; nothing was changed.
     #[error("the last enabled admin client cannot be disabled")]
     LastAdmin,
+    /// A user was to get a role that does not exist; nothing was changed.
+    #[error("unknown role")]
+    UnknownRole(String),
     #[error("database error (code {code})")]
     Database { code: String },
     #[error("database error ({kind})")]

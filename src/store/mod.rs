@@ -1,7 +1,7 @@
 //! Storage: one small trait per aggregate, gathered into `Store`, with a PostgreSQL (production, shared by several instances) and a SQLite (embedded, single instance) implementation in mirrored files. All SQL lives in `sql/` (what both dialects share), `postgres/` and `sqlite/`. Uses: config, crypto, model.
 //!
 //! # Layout
-//! - `infra.rs`, `keys.rs`, `clients.rs`, `users.rs`, `sessions.rs`, `revocations.rs`, `audit.rs`,
+//! - `infra.rs`, `keys.rs`, `clients.rs`, `users.rs`, `sessions.rs`, `revocations.rs`, `roles.rs`, `audit.rs`,
 //!   `throttle.rs`, `feed.rs`: the traits and the outcome enums their methods return.
 //! - `rows.rs`: the rows both backends decode, and the column newtypes (`DbTime`, `DbUuid`,
 //!   `JsonText`, `Digest`) that carry each dialect's encoding.
@@ -20,6 +20,7 @@ mod feed;
 mod infra;
 mod keys;
 mod revocations;
+mod roles;
 pub(crate) mod rows;
 mod sessions;
 mod sql;
@@ -37,6 +38,7 @@ pub use infra::{Backend, Infra};
 pub use keys::{KeyRotation, KeyStore, KeysAdded, Rewrap};
 pub use postgres::PgStore;
 pub use revocations::{RevocationAdded, RevocationStore};
+pub use roles::{RoleStore, RoleWrite};
 pub use sessions::{Consumed, SessionAdded, SessionRevocation, SessionStore};
 pub use sqlite::SqliteStore;
 pub use throttle::{Reservation, ThrottleRule, ThrottleStore};
@@ -51,6 +53,7 @@ pub trait Store:
     + UserStore
     + SessionStore
     + RevocationStore
+    + RoleStore
     + AuditStore
     + ThrottleStore
     + ChangeFeed
@@ -67,6 +70,7 @@ impl<T> Store for T where
         + UserStore
         + SessionStore
         + RevocationStore
+        + RoleStore
         + AuditStore
         + ThrottleStore
         + ChangeFeed

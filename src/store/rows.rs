@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 
 use super::StoreError;
 use crate::model::{
-    AuditRecord, Client, ClientSecretHash, GrantType, KeyState, RefreshTokenRecord,
-    RefreshTokenState, Revocation, RevocationKind, SessionState, SigningKey, Successor, User,
+    AuditRecord, Client, ClientSecretHash, GrantType, HeldRoles, KeyState, RefreshTokenRecord,
+    RefreshTokenState, Revocation, RevocationKind, Role, SessionState, SigningKey, Successor, User,
 };
 
 fn decode_error() -> StoreError {
@@ -385,6 +385,7 @@ pub struct RefreshRow {
     session_expires_at: DbTime,
     session_revoked_at: Option<DbTime>,
     user_disabled: bool,
+    held_roles: Option<String>,
 }
 
 impl TryFrom<RefreshRow> for RefreshTokenRecord {
@@ -422,6 +423,7 @@ impl TryFrom<RefreshRow> for RefreshTokenRecord {
                 None => SessionState::Live,
             },
             user_disabled: row.user_disabled,
+            held_roles: HeldRoles::parse(row.held_roles.as_deref()),
         })
     }
 }
@@ -458,12 +460,39 @@ impl TryFrom<AuditRow> for AuditRecord {
 }
 
 #[derive(sqlx::FromRow)]
+pub struct RoleRow {
+    name: String,
+    scopes: String,
+    description: Option<String>,
+    created_at: DbTime,
+    updated_at: DbTime,
+}
+
+impl From<RoleRow> for Role {
+    fn from(row: RoleRow) -> Self {
+        Role {
+            name: row.name,
+            scopes: row
+                .scopes
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            description: row.description,
+            created_at: row.created_at.0,
+            updated_at: row.updated_at.0,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub struct RevocationRow {
     revocation_id: i64,
     kind: String,
     value: String,
     revoked_at: DbTime,
     expires_at: DbTime,
+    scopes: Option<String>,
 }
 
 impl TryFrom<RevocationRow> for Revocation {
@@ -476,6 +505,7 @@ impl TryFrom<RevocationRow> for Revocation {
             value: row.value,
             revoked_at: row.revoked_at.0,
             expires_at: row.expires_at.0,
+            scopes: row.scopes,
         })
     }
 }
@@ -502,6 +532,7 @@ mod tests {
             session_expires_at: t,
             session_revoked_at: None,
             user_disabled: false,
+            held_roles: None,
         }
     }
 

@@ -8,8 +8,10 @@ use crate::model::User;
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Registers a user; [`StoreError::Conflict`] if the normalised username is taken.
-    async fn add_user(&self, user: &User) -> Result<(), StoreError>;
+    /// Registers a user with its roles, in one transaction; [`StoreError::Conflict`] if the
+    /// normalised username is taken, [`StoreError::UnknownRole`] naming a role that does not
+    /// exist (nothing written either way).
+    async fn add_user(&self, user: &User, roles: &[String]) -> Result<(), StoreError>;
 
     async fn find_user(&self, user_id: uuid::Uuid) -> Result<Option<User>, StoreError>;
 

@@ -1,9 +1,10 @@
-//! The admin API (JSON, HTTP Basic with an admin client), one file per resource: [`clients`], [`users`], [`keys`]; their endpoints are small and share their views, so they stay together. The audit log has its own file, `http/audit.rs`. Uses: domain, model.
+//! The admin API (JSON, HTTP Basic with an admin client), one file per resource: [`clients`], [`users`], [`roles`], [`keys`]; their endpoints are small and share their views, so they stay together. The audit log has its own file, `http/audit.rs`. Uses: domain, model.
 
 use axum::http::{HeaderName, header};
 
 pub mod clients;
 pub mod keys;
+pub mod roles;
 pub mod users;
 
 /// Responses carrying a secret are never cached.

@@ -13,6 +13,7 @@ mod feed;
 mod infra;
 mod keys;
 mod revocations;
+mod roles;
 mod sessions;
 mod throttle;
 mod users;

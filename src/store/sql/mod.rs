@@ -12,6 +12,7 @@ pub(crate) mod helpers;
 pub(crate) mod infra;
 pub(crate) mod keys;
 pub(crate) mod revocations;
+pub(crate) mod roles;
 pub(crate) mod sessions;
 pub(crate) mod throttle;
 pub(crate) mod users;

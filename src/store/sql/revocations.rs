@@ -1,7 +1,7 @@
 //! The shared part of revocations. Each backend provides `revoke_sessions_of` (offboarding, which locks differently in each dialect). Uses: model, rows.
 
 pub(crate) const LIST: &str =
-    "select revocation_id, kind, value, revoked_at, expires_at from revocation
+    "select revocation_id, kind, value, revoked_at, expires_at, scopes from revocation
      where revocation_id > $1 and expires_at > $2 order by revocation_id limit $3";
 
 /// A jti or session revocation still in force.

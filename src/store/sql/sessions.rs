@@ -13,7 +13,10 @@ pub(crate) const FIND_REFRESH: &str = "select t.session_id, t.token_digest, t.sc
         (select n.scope from refresh_token n
          where n.session_id = t.session_id and n.token_digest = t.successor_digest) as successor_scope,
         s.client_id, s.user_id, s.expires_at as session_expires_at,
-        s.revoked_at as session_revoked_at, u.disabled as user_disabled
+        s.revoked_at as session_revoked_at, u.disabled as user_disabled,
+        (select string_agg(r.name || ' ' || r.scopes, '\"' order by r.name)
+         from user_role ur join role r on r.name = ur.role_name
+         where ur.user_id = s.user_id) as held_roles
      from refresh_token t
      join session s on s.session_id = t.session_id
      join user_account u on u.user_id = s.user_id

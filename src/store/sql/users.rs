@@ -32,7 +32,8 @@ macro_rules! user_store {
 
             #[async_trait::async_trait]
             impl UserStore for $store {
-                async fn add_user(&self, user: &User) -> Result<(), StoreError> {
+                async fn add_user(&self, user: &User, roles: &[String]) -> Result<(), StoreError> {
+                    let mut tx = self.begin_write().await?;
                     sqlx::query(q::INSERT)
                         .bind(DbUuid(user.user_id))
                         .bind(&user.username)
@@ -40,8 +41,10 @@ macro_rules! user_store {
                         .bind(&user.password_phc)
                         .bind(user.disabled)
                         .bind(DbTime(user.created_at))
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await?;
+                    Self::grant_roles(&mut tx, user.user_id, roles).await?;
+                    tx.commit().await?;
                     Ok(())
                 }
 

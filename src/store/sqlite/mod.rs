@@ -18,6 +18,7 @@ mod feed;
 mod infra;
 mod keys;
 mod revocations;
+mod roles;
 mod sessions;
 mod throttle;
 mod users;

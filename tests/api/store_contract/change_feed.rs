@@ -296,7 +296,7 @@ async fn user_session_audit_and_throttle_writes_announce_nothing(backend: Backen
     let after_client = versions(&fx).await;
     assert_bumped(&before, &after_client, &[(topic::CLIENTS, 1)], "a client");
     let alice = user("alice", now);
-    store.add_user(&alice).await.unwrap();
+    store.add_user(&alice, &[]).await.unwrap();
     store
         .update_user(alice.user_id, Some(false), Some("$new"), now)
         .await

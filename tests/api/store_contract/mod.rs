@@ -56,7 +56,7 @@ impl Fixture {
         let client = client(client_id, t0());
         self.store.add_client(&client).await.unwrap();
         let user = user(username, t0());
-        self.store.add_user(&user).await.unwrap();
+        self.store.add_user(&user, &[]).await.unwrap();
         (client, user)
     }
 

@@ -140,7 +140,7 @@ async fn revoking_a_subject_ends_its_sessions(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let (client, alice) = fx.principal("web", "alice").await;
     let bob = super::user("bob", t0());
-    fx.store().add_user(&bob).await.unwrap();
+    fx.store().add_user(&bob, &[]).await.unwrap();
     let now = t0();
     let first = fx.session(&client, &alice, 1, now).await;
     let second = fx.session(&client, &alice, 2, now).await;

@@ -26,8 +26,8 @@ async fn users_are_found_by_id_and_username_key(backend: Backend) {
         disabled: true,
         ..user("bob", now + secs(1))
     };
-    store.add_user(&alice).await.unwrap();
-    store.add_user(&bob).await.unwrap();
+    store.add_user(&alice, &[]).await.unwrap();
+    store.add_user(&bob, &[]).await.unwrap();
     assert_same(
         &store.find_user(alice.user_id).await.unwrap().unwrap(),
         &alice,
@@ -64,20 +64,20 @@ async fn a_taken_username_key_conflicts(backend: Backend) {
     let store = fx.store();
     let now = t0();
     let alice = user("alice", now);
-    store.add_user(&alice).await.unwrap();
+    store.add_user(&alice, &[]).await.unwrap();
     // Another id, another display name, the same key.
     let twin = User {
         username: "ALICE".into(),
         ..user("alice", now)
     };
-    let error = store.add_user(&twin).await.unwrap_err();
+    let error = store.add_user(&twin, &[]).await.unwrap_err();
     assert!(matches!(error, StoreError::Conflict), "{error:?}");
     // The same id under another name.
     let same_id = User {
         user_id: alice.user_id,
         ..user("alicia", now)
     };
-    let error = store.add_user(&same_id).await.unwrap_err();
+    let error = store.add_user(&same_id, &[]).await.unwrap_err();
     assert!(matches!(error, StoreError::Conflict), "{error:?}");
     assert_eq!(fx.count("select count(*) from user_account").await, 1);
     assert_same(
@@ -92,8 +92,8 @@ async fn users_are_updated_field_by_field(backend: Backend) {
     let now = t0();
     let alice = user("alice", now);
     let bob = user("bob", now);
-    store.add_user(&alice).await.unwrap();
-    store.add_user(&bob).await.unwrap();
+    store.add_user(&alice, &[]).await.unwrap();
+    store.add_user(&bob, &[]).await.unwrap();
 
     let updated = store
         .update_user(alice.user_id, Some(true), None, now + secs(1))
@@ -142,7 +142,7 @@ async fn updating_an_unknown_user_finds_nothing(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let store = fx.store();
     let alice = user("alice", t0());
-    store.add_user(&alice).await.unwrap();
+    store.add_user(&alice, &[]).await.unwrap();
     let updated = store
         .update_user(uuid::Uuid::new_v4(), Some(true), Some("$x"), t0())
         .await

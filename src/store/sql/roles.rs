@@ -1,0 +1,317 @@
+//! The shared part of roles and user roles. Each backend provides `LOCK_ROLE` and `LOCK_USER` (how a change waits for another on the same role or user). Uses: model, rows.
+
+pub(crate) const ROLE_COLUMNS: &str = "name, scopes, description, created_at, updated_at";
+
+pub(crate) const UPSERT: &str =
+    "insert into role (name, scopes, description, created_at, updated_at) values ($1, $2, $3, $4, $4)
+     on conflict (name) do update
+     set scopes = excluded.scopes, description = excluded.description, updated_at = excluded.updated_at";
+
+pub(crate) const DELETE: &str = "delete from role where name = $1 returning scopes";
+
+pub(crate) const HELD: &str = "select exists(select 1 from user_role where role_name = $1)";
+
+pub(crate) const EXISTS: &str = "select exists(select 1 from role where name = $1)";
+
+/// The roles a user holds, as one string `HeldRoles::parse` reads: `name scope…` per role,
+/// joined by `"` (no name or scope-token contains it). Also a subquery of the refresh lookup.
+pub(crate) const HELD_BY_USER: &str =
+    "select string_agg(r.name || ' ' || r.scopes, '\"' order by r.name)
+     from user_role ur join role r on r.name = ur.role_name where ur.user_id = $1";
+
+pub(crate) const CLEAR_USER: &str = "delete from user_role where user_id = $1";
+
+pub(crate) const GRANT: &str =
+    "insert into user_role (user_id, role_name) values ($1, $2) on conflict do nothing";
+
+pub(crate) const INSERT_CUTOFF: &str =
+    "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at, scopes)
+     values ($1, $2, $3, $4, $5, $3, $6)";
+
+pub(crate) static FIND: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("select {ROLE_COLUMNS} from role where name = $1"));
+
+pub(crate) static LIST: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("select {ROLE_COLUMNS} from role order by name"));
+
+macro_rules! role_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Records a scope cut-off and announces it, in the caller's transaction.
+            pub(crate) async fn insert_scope_cutoff(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                kind: $crate::model::RevocationKind,
+                value: &str,
+                scopes: &[String],
+                now: time::OffsetDateTime,
+                expires_at: time::OffsetDateTime,
+                actor: Option<&str>,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::rows::DbTime;
+                Self::lock_revocations(tx).await?;
+                sqlx::query($crate::store::sql::roles::INSERT_CUTOFF)
+                    .bind(kind.as_str())
+                    .bind(value)
+                    .bind(DbTime(now))
+                    .bind(DbTime(expires_at))
+                    .bind(actor)
+                    .bind(scopes.join(" "))
+                    .execute(&mut **tx)
+                    .await?;
+                Self::announce(tx, $crate::store::topic::REVOCATIONS, now).await
+            }
+
+            /// The roles a user holds, read in the caller's transaction.
+            pub(crate) async fn held_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                user_id: uuid::Uuid,
+            ) -> Result<$crate::model::HeldRoles, $crate::store::StoreError> {
+                let aggregate: Option<String> =
+                    sqlx::query_scalar($crate::store::sql::roles::HELD_BY_USER)
+                        .bind($crate::store::rows::DbUuid(user_id))
+                        .fetch_one(&mut **tx)
+                        .await?;
+                Ok($crate::model::HeldRoles::parse(aggregate.as_deref()))
+            }
+
+            /// Grants each role, all or none: [`StoreError::UnknownRole`] names the first
+            /// missing one (the caller's transaction is then dropped).
+            pub(crate) async fn grant_roles(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                user_id: uuid::Uuid,
+                roles: &[String],
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::sql::roles as q;
+                for role in roles {
+                    let exists: bool = sqlx::query_scalar(q::EXISTS)
+                        .bind(role)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    if !exists {
+                        return Err($crate::store::StoreError::UnknownRole(role.clone()));
+                    }
+                    sqlx::query(q::GRANT)
+                        .bind($crate::store::rows::DbUuid(user_id))
+                        .bind(role)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+
+        const _: () = {
+            use time::OffsetDateTime;
+            use $crate::model::{AuditEvent, HeldRoles, RevocationKind, Role, lost_scopes};
+            use $crate::store::rows::{DbTime, DbUuid, RoleRow};
+            use $crate::store::sql::roles as q;
+            use $crate::store::{RoleStore, RoleWrite, StoreError};
+
+            /// The audit event, completed with what the transaction found.
+            fn completed(audit: &AuditEvent, extra: serde_json::Value) -> AuditEvent {
+                let mut event = audit.clone();
+                if let (Some(detail), serde_json::Value::Object(extra)) =
+                    (event.detail.as_object_mut(), extra)
+                {
+                    detail.extend(extra);
+                }
+                event
+            }
+
+            #[async_trait::async_trait]
+            impl RoleStore for $store {
+                async fn put_role(
+                    &self,
+                    role: &Role,
+                    now: OffsetDateTime,
+                    cutoff_expires_at: OffsetDateTime,
+                    audit: &AuditEvent,
+                ) -> Result<RoleWrite, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let previous: Option<String> = sqlx::query_scalar(Self::LOCK_ROLE)
+                        .bind(&role.name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let scopes = role.scopes.join(" ");
+                    sqlx::query(q::UPSERT)
+                        .bind(&role.name)
+                        .bind(&scopes)
+                        .bind(&role.description)
+                        .bind(DbTime(now))
+                        .execute(&mut *tx)
+                        .await?;
+                    let kept = role.scopes.iter().map(String::as_str).collect();
+                    let lost = lost_scopes(
+                        previous
+                            .as_deref()
+                            .unwrap_or_default()
+                            .split(' ')
+                            .filter(|s| !s.is_empty()),
+                        &kept,
+                    );
+                    let held: bool = sqlx::query_scalar(q::HELD)
+                        .bind(&role.name)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if !lost.is_empty() {
+                        let actor = audit.actor.as_deref();
+                        let (kind, name) = (RevocationKind::Role, role.name.as_str());
+                        Self::insert_scope_cutoff(
+                            &mut tx,
+                            kind,
+                            name,
+                            &lost,
+                            now,
+                            cutoff_expires_at,
+                            actor,
+                        )
+                        .await?;
+                    }
+                    let event = completed(
+                        audit,
+                        serde_json::json!({"previous": previous, "lost": lost}),
+                    );
+                    Self::insert_audit(&mut tx, &event).await?;
+                    tx.commit().await?;
+                    Ok(RoleWrite {
+                        created: previous.is_none(),
+                        lost,
+                        held,
+                    })
+                }
+
+                async fn delete_role(
+                    &self,
+                    name: &str,
+                    now: OffsetDateTime,
+                    cutoff_expires_at: OffsetDateTime,
+                    audit: &AuditEvent,
+                ) -> Result<Option<RoleWrite>, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let held: bool = sqlx::query_scalar(q::HELD)
+                        .bind(name)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let scopes: Option<String> = sqlx::query_scalar(q::DELETE)
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let Some(scopes) = scopes else {
+                        return Ok(None);
+                    };
+                    let lost = lost_scopes(
+                        scopes.split(' ').filter(|s| !s.is_empty()),
+                        &Default::default(),
+                    );
+                    if !lost.is_empty() {
+                        let actor = audit.actor.as_deref();
+                        let kind = RevocationKind::Role;
+                        Self::insert_scope_cutoff(
+                            &mut tx,
+                            kind,
+                            name,
+                            &lost,
+                            now,
+                            cutoff_expires_at,
+                            actor,
+                        )
+                        .await?;
+                    }
+                    let event = completed(audit, serde_json::json!({"lost": lost}));
+                    Self::insert_audit(&mut tx, &event).await?;
+                    tx.commit().await?;
+                    Ok(Some(RoleWrite {
+                        created: false,
+                        lost,
+                        held,
+                    }))
+                }
+
+                async fn find_role(&self, name: &str) -> Result<Option<Role>, StoreError> {
+                    Ok(sqlx::query_as::<_, RoleRow>(&q::FIND)
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(Role::from))
+                }
+
+                async fn list_roles(&self) -> Result<Vec<Role>, StoreError> {
+                    Ok(sqlx::query_as::<_, RoleRow>(&q::LIST)
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(Role::from)
+                        .collect())
+                }
+
+                async fn held_roles(&self, user_id: uuid::Uuid) -> Result<HeldRoles, StoreError> {
+                    let aggregate: Option<String> = sqlx::query_scalar(q::HELD_BY_USER)
+                        .bind(DbUuid(user_id))
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(HeldRoles::parse(aggregate.as_deref()))
+                }
+
+                async fn set_user_roles(
+                    &self,
+                    user_id: uuid::Uuid,
+                    roles: &[String],
+                    now: OffsetDateTime,
+                    cutoff_expires_at: OffsetDateTime,
+                    audit: &AuditEvent,
+                ) -> Result<Option<Vec<String>>, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let found: Option<DbUuid> = sqlx::query_scalar(Self::LOCK_USER)
+                        .bind(DbUuid(user_id))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if found.is_none() {
+                        return Ok(None);
+                    }
+                    let before = Self::held_in(&mut tx, user_id).await?;
+                    sqlx::query(q::CLEAR_USER)
+                        .bind(DbUuid(user_id))
+                        .execute(&mut *tx)
+                        .await?;
+                    Self::grant_roles(&mut tx, user_id, roles).await?;
+                    let after = Self::held_in(&mut tx, user_id).await?;
+                    let lost = lost_scopes(before.scopes(), &after.scopes());
+                    if !lost.is_empty() {
+                        let actor = audit.actor.as_deref();
+                        let (kind, value) = (RevocationKind::SubjectScope, user_id.to_string());
+                        Self::insert_scope_cutoff(
+                            &mut tx,
+                            kind,
+                            &value,
+                            &lost,
+                            now,
+                            cutoff_expires_at,
+                            actor,
+                        )
+                        .await?;
+                    }
+                    let event = completed(audit, serde_json::json!({"lost": lost}));
+                    Self::insert_audit(&mut tx, &event).await?;
+                    tx.commit().await?;
+                    Ok(Some(lost))
+                }
+
+                async fn renew_scope_cutoff(
+                    &self,
+                    kind: RevocationKind,
+                    value: &str,
+                    scopes: &[String],
+                    now: OffsetDateTime,
+                    expires_at: OffsetDateTime,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    Self::insert_scope_cutoff(&mut tx, kind, value, scopes, now, expires_at, None)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+            }
+        };
+    };
+}
+pub(crate) use role_store;
