@@ -286,11 +286,40 @@ impl TestApp {
         (id, secret.unwrap())
     }
 
-    /// Registers a user through the admin API; returns its id (the `sub`).
+    /// Registers a user through the admin API holding the role `member` (scopes `read write`,
+    /// created if missing); returns its id (the `sub`).
     pub async fn create_user(&self, username: &str, password: &str) -> String {
+        self.put_role("member", &["read", "write"]).await;
+        self.create_user_with_roles(username, password, &["member"])
+            .await
+    }
+
+    /// Creates or replaces a role through the admin API.
+    pub async fn put_role(&self, name: &str, scopes: &[&str]) -> serde_json::Value {
+        let response = self
+            .admin(reqwest::Method::PUT, &format!("/admin/roles/{name}"))
+            .json(&serde_json::json!({ "scopes": scopes }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status() == 200 || response.status() == 201,
+            "{}",
+            response.text().await.unwrap()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// Registers a user with these roles through the admin API; returns its id (the `sub`).
+    pub async fn create_user_with_roles(
+        &self,
+        username: &str,
+        password: &str,
+        roles: &[&str],
+    ) -> String {
         let response = self
             .admin(reqwest::Method::POST, "/admin/users")
-            .json(&serde_json::json!({ "username": username, "password": password }))
+            .json(&serde_json::json!({ "username": username, "password": password, "roles": roles }))
             .send()
             .await
             .unwrap();

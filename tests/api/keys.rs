@@ -16,6 +16,8 @@ fn request() -> AccessTokenRequest<'static> {
         audience: "https://api.example.com",
         scope: Some("read write"),
         session_id: Some("5e551011-0000-4000-8000-000000000002"),
+        roles: None,
+        issued_at: None,
     }
 }
 

@@ -596,18 +596,7 @@ async fn a_disabled_user_can_no_longer_refresh(backend: Backend) {
     let session = sid(&login.access_token);
     let user = app.db.scalar("select count(*) from user_account").await;
     assert_eq!(user, 1);
-    let id: String = {
-        let body: Value = app
-            .admin(reqwest::Method::POST, "/admin/users")
-            .json(&json!({"username": "judy", "password": "judy's password"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["id"].as_str().unwrap().to_owned()
-    };
+    let id = app.create_user("judy", "judy's password").await;
     let body: Value = app
         .token(
             Some((&login.client.0, &login.client.1)),

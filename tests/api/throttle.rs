@@ -215,8 +215,14 @@ async fn every_audit_event_carries_the_source_address(backend: Backend) {
         .unwrap();
     let id = created["client_id"].as_str().unwrap().to_owned();
     let secret = created["client_secret"].as_str().unwrap().to_owned();
+    let role = admin(reqwest::Method::PUT, "/admin/roles/reader")
+        .json(&serde_json::json!({"scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(role.status(), 201);
     let user: Value = admin(reqwest::Method::POST, "/admin/users")
-        .json(&serde_json::json!({"username": "gina", "password": "gina's password"}))
+        .json(&serde_json::json!({"username": "gina", "password": "gina's password", "roles": ["reader"]}))
         .send()
         .await
         .unwrap()
