@@ -23,6 +23,8 @@ const REQUEST: AccessTokenRequest<'static> = AccessTokenRequest {
     audience: "https://api.example.com",
     scope: Some("read write"),
     session_id: Some("5e551011-0000-4000-8000-000000000002"),
+    roles: None,
+    issued_at: None,
 };
 
 fn bare_signer(alg: SigningAlg) -> Box<dyn JwsSigner> {

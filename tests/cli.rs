@@ -300,13 +300,21 @@ async fn logs_carry_no_secret() {
     let created: serde_json::Value = http
         .post(format!("{url}/admin/clients"))
         .basic_auth("admin", Some(secret))
-        .json(&serde_json::json!({"grant_types": ["client_credentials", "password"], "audiences": ["api"]}))
+        .json(&serde_json::json!({"grant_types": ["client_credentials", "password"], "scopes": ["read"], "audiences": ["api"]}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
+    let role = http
+        .put(format!("{url}/admin/roles/reader"))
+        .basic_auth("admin", Some(secret))
+        .json(&serde_json::json!({"scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(role.status(), 201);
     let (id, client_secret) = (
         created["client_id"].as_str().unwrap().to_owned(),
         created["client_secret"].as_str().unwrap().to_owned(),
@@ -315,7 +323,7 @@ async fn logs_carry_no_secret() {
     let user = http
         .post(format!("{url}/admin/users"))
         .basic_auth("admin", Some(secret))
-        .json(&serde_json::json!({"username": "grace", "password": password}))
+        .json(&serde_json::json!({"username": "grace", "password": password, "roles": ["reader"]}))
         .send()
         .await
         .unwrap();
@@ -563,7 +571,36 @@ async fn client_and_user_commands_work_against_a_running_server() {
         .to_owned();
     let shown = run(vec!["client", "show", "ops"], None).await;
     assert!(shown.contains("client_credentials password") && !shown.contains(&secret));
-    run(vec!["user", "create", "heidi"], Some("heidi's password\n")).await;
+    let role = run(
+        vec![
+            "role", "put", "reader", "--scope", "read", "--scope", "audit",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        role.contains("created reader") && role.contains("read audit"),
+        "{role}"
+    );
+    run(vec!["role", "put", "spare", "--scope", "x"], None).await;
+    let listed = run(vec!["role", "list"], None).await;
+    assert!(
+        listed.contains("reader\tread audit") && listed.contains("spare\tx"),
+        "{listed}"
+    );
+    run(vec!["role", "delete", "spare"], None).await;
+    assert!(!run(vec!["role", "list"], None).await.contains("spare"));
+    let heidi = run(
+        vec!["user", "create", "heidi", "--role", "reader"],
+        Some("heidi's password\n"),
+    )
+    .await;
+    let heidi_id = heidi
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .unwrap()
+        .trim()
+        .to_owned();
 
     let http = reqwest::Client::new();
     let token = |secret: String, form: Vec<(&'static str, &'static str)>| {
@@ -596,6 +633,12 @@ async fn client_and_user_commands_work_against_a_running_server() {
     run(vec!["user", "disable", "heidi"], None).await;
     assert_eq!(token(secret.clone(), login.clone()).await, 400);
     run(vec!["user", "enable", "heidi"], None).await;
+    assert_eq!(token(secret.clone(), login.clone()).await, 200);
+    // Without a role, heidi holds no scope.
+    let roles = run(vec!["user", "roles", &heidi_id], None).await;
+    assert!(roles.contains("roles:"), "{roles}");
+    assert_eq!(token(secret.clone(), login.clone()).await, 400);
+    run(vec!["user", "roles", &heidi_id, "reader"], None).await;
     assert_eq!(token(secret.clone(), login.clone()).await, 200);
 
     let rotated = run(vec!["client", "rotate-secret", "ops"], None).await;
@@ -662,7 +705,7 @@ async fn a_killed_process_never_leaves_half_a_rotation() {
         let created: serde_json::Value = http
             .post(format!("{url}/admin/clients"))
             .basic_auth("admin", Some("kill-test-admin-secret"))
-            .json(&serde_json::json!({"grant_types": ["password", "refresh_token"], "audiences": ["api"]}))
+            .json(&serde_json::json!({"grant_types": ["password", "refresh_token"], "scopes": ["read"], "audiences": ["api"]}))
             .send()
             .await
             .unwrap()
@@ -671,9 +714,15 @@ async fn a_killed_process_never_leaves_half_a_rotation() {
             .unwrap();
         let id = created["client_id"].as_str().unwrap().to_owned();
         let secret = created["client_secret"].as_str().unwrap().to_owned();
+        http.put(format!("{url}/admin/roles/reader"))
+            .basic_auth("admin", Some("kill-test-admin-secret"))
+            .json(&serde_json::json!({"scopes": ["read"]}))
+            .send()
+            .await
+            .unwrap();
         http.post(format!("{url}/admin/users"))
             .basic_auth("admin", Some("kill-test-admin-secret"))
-            .json(&serde_json::json!({"username": "kim", "password": "kim's password"}))
+            .json(&serde_json::json!({"username": "kim", "password": "kim's password", "roles": ["reader"]}))
             .send()
             .await
             .unwrap();

@@ -178,6 +178,8 @@ impl Issuer {
         let audience = audience(client, target)?;
         let scope = held_scope(&record, &record.scope, scope)?;
         let grant = UserGrant {
+            subject: record.user_id.to_string(),
+            session_id: session_id.to_string(),
             roles: record.held_roles.granting(&scope),
             issued_at,
         };
@@ -216,14 +218,11 @@ impl Issuer {
             Consumed::Rotated => {
                 tracing::info!(session_id = %session_id, "refresh token rotated");
                 metrics::counter!(crate::metrics::REFRESHES, "outcome" => "rotated").increment(1);
-                let sid = session_id.to_string();
                 let mut response = self.issue(
                     GrantType::RefreshToken,
                     client,
-                    &record.user_id.to_string(),
                     audience,
                     &scope,
-                    Some(&sid),
                     Some(&grant),
                 )?;
                 response.refresh_token = Some(successor.expose().to_owned());
@@ -299,19 +298,17 @@ impl Issuer {
                 let audience = audience(request.client, request.target)?;
                 let scope = held_scope(record, granted_scope, request.scope)?;
                 let grant = UserGrant {
+                    subject: record.user_id.to_string(),
+                    session_id: record.session_id.to_string(),
                     roles: record.held_roles.granting(&scope),
                     issued_at,
                 };
                 tracing::info!(session_id = %record.session_id, "refresh retried inside the window");
-                let sid = record.session_id.to_string();
-                let subject = record.user_id.to_string();
                 let mut response = self.issue(
                     GrantType::RefreshToken,
                     request.client,
-                    &subject,
                     audience,
                     &scope,
-                    Some(&sid),
                     Some(&grant),
                 )?;
                 metrics::counter!(crate::metrics::REFRESHES, "outcome" => "retried").increment(1);

@@ -27,9 +27,12 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
-/// What a user's token adds to a client's: the roles that granted its scope (its `roles`
-/// claim), and when it counts as issued (just before those roles were read).
+/// What a user's token has that a client's own does not: the user as `sub`, its session
+/// (`sid`), the roles that granted its scope (its `roles` claim), and when it counts as issued
+/// (just before those roles were read).
 pub(crate) struct UserGrant {
+    pub subject: String,
+    pub session_id: String,
     pub roles: Vec<String>,
     pub issued_at: time::OffsetDateTime,
 }
@@ -56,15 +59,7 @@ impl Issuer {
         }
         let scope = granted_scope(client, scope)?;
         let audience = audience(client, target)?;
-        self.issue(
-            GrantType::ClientCredentials,
-            client,
-            &client.client_id,
-            audience,
-            &scope,
-            None,
-            None,
-        )
+        self.issue(GrantType::ClientCredentials, client, audience, &scope, None)
     }
 
     /// RFC 6749 §4.3. Unknown user, wrong password and disabled user are the same
@@ -136,10 +131,7 @@ impl Issuer {
         let issued_at = self.clock.now();
         let held = self.store.held_roles(user.user_id).await?;
         let scope = user_scope(client, &scope, requested.is_some(), &held)?;
-        let grant = UserGrant {
-            roles: held.granting(&scope),
-            issued_at,
-        };
+        let roles = held.granting(&scope);
         let now = self.clock.now();
         let session = Session {
             session_id: uuid::Uuid::new_v4(),
@@ -173,16 +165,14 @@ impl Issuer {
         event.client_id = Some(client.client_id.clone());
         event.session_id = Some(session.session_id);
         self.record(event).await;
-        let subject = user.user_id.to_string();
-        let mut response = self.issue(
-            GrantType::Password,
-            client,
-            &subject,
-            audience,
-            &scope,
-            Some(&sid),
-            Some(&grant),
-        )?;
+        let grant = UserGrant {
+            subject: user.user_id.to_string(),
+            session_id: sid,
+            roles,
+            issued_at,
+        };
+        let mut response =
+            self.issue(GrantType::Password, client, audience, &scope, Some(&grant))?;
         response.refresh_token = first.map(|(token, _)| token.expose().to_owned());
         Ok(response)
     }
@@ -191,18 +181,17 @@ impl Issuer {
         &self,
         grant: GrantType,
         client: &Client,
-        subject: &str,
         audience: &str,
         scope: &str,
-        session_id: Option<&str>,
         user: Option<&UserGrant>,
     ) -> Result<TokenResponse, Error> {
+        let subject = user.map_or(client.client_id.as_str(), |u| u.subject.as_str());
         let minted = self.keys.mint(&AccessTokenRequest {
             subject,
             client_id: &client.client_id,
             audience,
             scope: Some(scope),
-            session_id,
+            session_id: user.map(|u| u.session_id.as_str()),
             roles: user.map(|u| u.roles.as_slice()),
             issued_at: user.map(|u| u.issued_at),
         })?;

@@ -262,9 +262,13 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Error::invalid_request("the body must be a JSON object").into());
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let e = e.into_inner();
         let text = e.to_string();
-        // serde names fields in backquotes; other messages may quote the offending value.
+        // serde names fields in backquotes; other messages may quote the offending value, so
+        // only the member's path is named for them.
         let message = if text.starts_with("missing field") || text.starts_with("unknown field") {
             text.split(", expected")
                 .next()
@@ -273,6 +277,14 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
                 .next()
                 .unwrap_or("")
                 .to_owned()
+        } else if e.is_data() && path != "." {
+            // The path is made of the endpoint's own member names and indices.
+            let path: String = path
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "_.[]".contains(*c))
+                .take(60)
+                .collect();
+            format!("{path}: not a valid value for this member")
         } else {
             format!(
                 "the body is not valid JSON for this endpoint (line {}, column {})",

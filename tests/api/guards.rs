@@ -8,8 +8,6 @@ use crate::both_backends;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Connection;
-
 use crate::helpers::{Backend, TestApp, TestDb, assert_error, eventually};
 
 /// A password login of a new user with a standard client: (client, refresh token).
@@ -151,22 +149,6 @@ async fn key_rotation_too_soon_says_when_and_can_be_forced(backend: Backend) {
     assert_eq!(rotated["kid"], next.as_str());
 }
 
-/// Runs one statement on the test database from outside the app.
-async fn execute(db: &TestDb, sql: &str) {
-    match db.backend {
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-            let _ = conn.close().await;
-        }
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-            let _ = conn.close().await;
-        }
-    }
-}
-
 /// A client allowed to introspect, and an access token of its own.
 async fn introspector(app: &TestApp) -> ((String, String), String) {
     let (id, secret) = app
@@ -214,7 +196,9 @@ async fn a_stale_revocation_state_answers_503_until_it_is_fresh_again(backend: B
 
     // The revocation reads fail while the rest of the database answers: the sync cannot
     // refresh the revocation state, though the database pings fine.
-    execute(&app.db, "alter table revocation rename to revocation_away").await;
+    app.db
+        .execute("alter table revocation rename to revocation_away")
+        .await;
     // Within TESSERA_REVOCATION_MAX_STALENESS (30 s), memory still answers.
     app.clock.advance(time::Duration::seconds(30));
     assert!(active(introspect(&app, &client, &token).await).await);
@@ -240,7 +224,9 @@ async fn a_stale_revocation_state_answers_503_until_it_is_fresh_again(backend: B
     );
 
     // Once the state can be refreshed, it is fresh again: no restart.
-    execute(&app.db, "alter table revocation_away rename to revocation").await;
+    app.db
+        .execute("alter table revocation_away rename to revocation")
+        .await;
     assert!(active(introspect(&app, &client, &token).await).await);
     assert_eq!(
         app.get("/readyz").send().await.unwrap().status(),

@@ -103,6 +103,22 @@ impl TestDb {
         .await;
     }
 
+    /// Runs statements on the test database from outside the app, on either backend.
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                let _ = conn.close().await;
+            }
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                let _ = conn.close().await;
+            }
+        }
+    }
+
     /// One number from SQL run outside the app (a count, say), on either backend.
     pub async fn scalar(&self, sql: &str) -> i64 {
         match self.backend {
@@ -319,7 +335,9 @@ impl TestApp {
     ) -> String {
         let response = self
             .admin(reqwest::Method::POST, "/admin/users")
-            .json(&serde_json::json!({ "username": username, "password": password, "roles": roles }))
+            .json(
+                &serde_json::json!({ "username": username, "password": password, "roles": roles }),
+            )
             .send()
             .await
             .unwrap();
