@@ -9,6 +9,7 @@ mod clients;
 mod keys;
 mod purge;
 mod revocations;
+mod roles;
 mod sessions;
 mod throttle;
 mod users;
