@@ -174,6 +174,22 @@ admin_post() {
     curl -sS --fail-with-body -u "$ADMIN" -H 'content-type: application/json' -d "$2" "$URL$1"
 }
 
+# A user holding a role with these scopes (space-separated): `new_user NAME PASSWORD SCOPES`.
+# A binary from before roles (issue 13) answers 404 to the role and gets a user without one,
+# whose tokens then carry every scope of the client, as they did then.
+new_user() {
+    local role=bench-role body status
+    body=$(jq -nc --arg s "$3" '{scopes: ($s | split(" "))}')
+    status=$(curl -sS -o /dev/null -w '%{http_code}' -u "$ADMIN" -X PUT \
+        -H 'content-type: application/json' -d "$body" "$URL/admin/roles/$role")
+    case $status in
+        200 | 201) body=$(jq -nc --arg u "$1" --arg p "$2" --arg r "$role" '{username: $u, password: $p, roles: [$r]}') ;;
+        404) body=$(jq -nc --arg u "$1" --arg p "$2" '{username: $u, password: $p}') ;;
+        *) die "PUT /admin/roles/$role answered $status" ;;
+    esac
+    admin_post /admin/users "$body"
+}
+
 # ---------------------------------------------------------------------------------------------
 # CPU accounting per phase.
 HZ=$(getconf CLK_TCK)

@@ -65,8 +65,7 @@ CLIENT_ID=$(jq -er .client_id <<<"$CLIENT_JSON")
 CLIENT_SECRET=$(jq -er .client_secret <<<"$CLIENT_JSON")
 USERNAME=load-user
 PASSWORD=$(openssl rand -hex 16)
-USER_JSON=$(admin_post /admin/users \
-    "$(jq -nc --arg u "$USERNAME" --arg p "$PASSWORD" '{username: $u, password: $p}')")
+USER_JSON=$(new_user "$USERNAME" "$PASSWORD" read)
 echo "client $CLIENT_ID, user $USERNAME ($(jq -er .id <<<"$USER_JSON"))"
 
 COMMON=(--url "$URL" --client-id "$CLIENT_ID" --client-secret "$CLIENT_SECRET" --scope read

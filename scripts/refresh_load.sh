@@ -130,8 +130,7 @@ for round in $(seq "$ROUNDS"); do
         CLIENT_ID=$(jq -er .client_id <<<"$client_json")
         CLIENT_SECRET=$(jq -er .client_secret <<<"$client_json")
         PASSWORD=$(openssl rand -hex 16)
-        admin_post /admin/users "$(jq -nc --arg u "refresh-user-$round" --arg p "$PASSWORD" \
-            '{username: $u, password: $p}')" >/dev/null
+        new_user "refresh-user-$round" "$PASSWORD" read >/dev/null
         echo "client $CLIENT_ID, user refresh-user-$round"
 
         say "Round $round, $size: refresh at the maximum rate ($CONCURRENCY sessions, load on core $CLIENT_CORE)"
