@@ -388,6 +388,18 @@ impl Drop for TestApp {
     }
 }
 
+/// The claims of a JWT, decoded without any check (what a test inspects).
+pub fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).expect("a JWT has a payload");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .expect("base64url"),
+    )
+    .expect("JSON claims")
+}
+
 /// Polls `check` until it returns true or `within` elapses.
 pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
 where

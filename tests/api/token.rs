@@ -23,14 +23,7 @@ async fn ok_json(response: reqwest::Response) -> Value {
 }
 
 fn claims(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
+    crate::helpers::jwt_claims(token)
 }
 
 async fn client_credentials_with_basic_and_post(backend: Backend) {

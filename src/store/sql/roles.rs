@@ -61,6 +61,33 @@ macro_rules! role_store {
                 Self::announce(tx, $crate::store::topic::REVOCATIONS, now).await
             }
 
+            /// Ends a change in the caller's transaction: the cut-off of what it took away, if
+            /// anything, and its audit event completed with what the transaction found.
+            #[allow(clippy::too_many_arguments)]
+            pub(crate) async fn record_change(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                kind: $crate::model::RevocationKind,
+                value: &str,
+                lost: &[String],
+                now: time::OffsetDateTime,
+                expires_at: time::OffsetDateTime,
+                audit: &$crate::model::AuditEvent,
+                found: serde_json::Value,
+            ) -> Result<(), $crate::store::StoreError> {
+                if !lost.is_empty() {
+                    let actor = audit.actor.as_deref();
+                    Self::insert_scope_cutoff(tx, kind, value, lost, now, expires_at, actor)
+                        .await?;
+                }
+                let mut event = audit.clone();
+                if let (Some(detail), serde_json::Value::Object(found)) =
+                    (event.detail.as_object_mut(), found)
+                {
+                    detail.extend(found);
+                }
+                Self::insert_audit(tx, &event).await
+            }
+
             /// The roles a user holds, read in the caller's transaction.
             pub(crate) async fn held_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
@@ -107,17 +134,6 @@ macro_rules! role_store {
             use $crate::store::sql::roles as q;
             use $crate::store::{RoleStore, RoleWrite, StoreError};
 
-            /// The audit event, completed with what the transaction found.
-            fn completed(audit: &AuditEvent, extra: serde_json::Value) -> AuditEvent {
-                let mut event = audit.clone();
-                if let (Some(detail), serde_json::Value::Object(extra)) =
-                    (event.detail.as_object_mut(), extra)
-                {
-                    detail.extend(extra);
-                }
-                event
-            }
-
             #[async_trait::async_trait]
             impl RoleStore for $store {
                 async fn put_role(
@@ -153,25 +169,19 @@ macro_rules! role_store {
                         .bind(&role.name)
                         .fetch_one(&mut *tx)
                         .await?;
-                    if !lost.is_empty() {
-                        let actor = audit.actor.as_deref();
-                        let (kind, name) = (RevocationKind::Role, role.name.as_str());
-                        Self::insert_scope_cutoff(
-                            &mut tx,
-                            kind,
-                            name,
-                            &lost,
-                            now,
-                            cutoff_expires_at,
-                            actor,
-                        )
-                        .await?;
-                    }
-                    let event = completed(
+                    let found = serde_json::json!({"previous": previous, "lost": lost});
+                    let (kind, name) = (RevocationKind::Role, role.name.as_str());
+                    Self::record_change(
+                        &mut tx,
+                        kind,
+                        name,
+                        &lost,
+                        now,
+                        cutoff_expires_at,
                         audit,
-                        serde_json::json!({"previous": previous, "lost": lost}),
-                    );
-                    Self::insert_audit(&mut tx, &event).await?;
+                        found,
+                    )
+                    .await?;
                     tx.commit().await?;
                     Ok(RoleWrite {
                         created: previous.is_none(),
@@ -203,22 +213,19 @@ macro_rules! role_store {
                         scopes.split(' ').filter(|s| !s.is_empty()),
                         &Default::default(),
                     );
-                    if !lost.is_empty() {
-                        let actor = audit.actor.as_deref();
-                        let kind = RevocationKind::Role;
-                        Self::insert_scope_cutoff(
-                            &mut tx,
-                            kind,
-                            name,
-                            &lost,
-                            now,
-                            cutoff_expires_at,
-                            actor,
-                        )
-                        .await?;
-                    }
-                    let event = completed(audit, serde_json::json!({"lost": lost}));
-                    Self::insert_audit(&mut tx, &event).await?;
+                    let found = serde_json::json!({"lost": lost});
+                    let kind = RevocationKind::Role;
+                    Self::record_change(
+                        &mut tx,
+                        kind,
+                        name,
+                        &lost,
+                        now,
+                        cutoff_expires_at,
+                        audit,
+                        found,
+                    )
+                    .await?;
                     tx.commit().await?;
                     Ok(Some(RoleWrite {
                         created: false,
@@ -276,22 +283,19 @@ macro_rules! role_store {
                     Self::grant_roles(&mut tx, user_id, roles).await?;
                     let after = Self::held_in(&mut tx, user_id).await?;
                     let lost = lost_scopes(before.scopes(), &after.scopes());
-                    if !lost.is_empty() {
-                        let actor = audit.actor.as_deref();
-                        let (kind, value) = (RevocationKind::SubjectScope, user_id.to_string());
-                        Self::insert_scope_cutoff(
-                            &mut tx,
-                            kind,
-                            &value,
-                            &lost,
-                            now,
-                            cutoff_expires_at,
-                            actor,
-                        )
-                        .await?;
-                    }
-                    let event = completed(audit, serde_json::json!({"lost": lost}));
-                    Self::insert_audit(&mut tx, &event).await?;
+                    let found = serde_json::json!({"lost": lost});
+                    let (kind, value) = (RevocationKind::SubjectScope, user_id.to_string());
+                    Self::record_change(
+                        &mut tx,
+                        kind,
+                        &value,
+                        &lost,
+                        now,
+                        cutoff_expires_at,
+                        audit,
+                        found,
+                    )
+                    .await?;
                     tx.commit().await?;
                     Ok(Some(lost))
                 }
