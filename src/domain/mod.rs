@@ -17,6 +17,7 @@ pub mod revocations;
 pub mod revoke;
 pub mod throttle;
 pub mod token;
+pub mod usage;
 
 pub use clients::{AuthMethod, ClientCredentials, ClientRegistry};
 pub use keys::KeyRing;
@@ -46,6 +47,10 @@ pub enum Error {
     InvalidRequest(Cow<'static, str>),
     #[error("invalid_client")]
     InvalidClient,
+    /// The right secret, past its expiry (CONTRACT: client credential hygiene); said only once
+    /// the secret was verified, so it reveals nothing to a guesser.
+    #[error("invalid_client: client secret expired")]
+    ClientSecretExpired,
     #[error("invalid_grant")]
     InvalidGrant,
     #[error("invalid_scope")]
@@ -158,6 +163,9 @@ pub struct Issuer {
     /// Passes of [`Issuer::sync`] so far (for operators and tests: a burst of notifications
     /// costs one pass, not one each).
     sync_passes: std::sync::atomic::AtomicU64,
+    /// Client use since the last flush.
+    usage: usage::UsageRecorder,
+    hygiene: usage::HygieneGauges,
 }
 
 impl Issuer {
@@ -189,6 +197,8 @@ impl Issuer {
             policy,
             issuer,
             sync_passes: Default::default(),
+            usage: Default::default(),
+            hygiene: Default::default(),
         })
     }
 

@@ -170,6 +170,21 @@ pub struct Client {
     pub disabled: bool,
     pub created_at: time::OffsetDateTime,
     pub updated_at: time::OffsetDateTime,
+    /// When the current secret was made; `None` for a public client.
+    pub secret_created_at: Option<time::OffsetDateTime>,
+    /// This client's own secret lifetime, in place of the global one.
+    pub secret_max_age: Option<std::time::Duration>,
+    /// The secret a rotation replaced, accepted until its `expires_at`.
+    pub previous_secret: Option<PreviousSecret>,
+}
+
+/// The secret a rotation replaced, still accepted during the rotation's overlap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    /// Never [`ClientSecretHash::None`].
+    pub secret: ClientSecretHash,
+    /// The end of the overlap, or the old secret's own expiry if that comes first.
+    pub expires_at: time::OffsetDateTime,
 }
 
 impl Client {
@@ -177,8 +192,62 @@ impl Client {
         self.secret == ClientSecretHash::None
     }
 
+    /// When the current secret stops working: its creation plus this client's max age, or else
+    /// `default_max_age`. Only a generated secret expires: an operator-chosen one (the
+    /// bootstrap admin's) is the operator's to change, and a public client has none.
+    pub fn secret_expires_at(
+        &self,
+        default_max_age: Option<std::time::Duration>,
+    ) -> Option<time::OffsetDateTime> {
+        let ClientSecretHash::Digest(_) = self.secret else {
+            return None;
+        };
+        let max_age = self.secret_max_age.or(default_max_age)?;
+        Some(self.secret_created_at? + max_age)
+    }
+
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+}
+
+/// How a client has been used, as recorded in batches (CONTRACT: client credential hygiene).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientUsage {
+    /// The last successful authentication.
+    pub last_used_at: Option<time::OffsetDateTime>,
+    /// Each scope with the last time a token carrying it was issued to the client.
+    pub scopes: Vec<(String, time::OffsetDateTime)>,
+}
+
+impl ClientUsage {
+    /// Keeps the later of two times for the same thing: instances merge this way.
+    pub fn merge(&mut self, other: &ClientUsage) {
+        if let Some(at) = other.last_used_at {
+            self.used(at);
+        }
+        for (scope, at) in &other.scopes {
+            self.issued(scope, *at);
+        }
+    }
+
+    pub fn used(&mut self, at: time::OffsetDateTime) {
+        self.last_used_at = Some(self.last_used_at.map_or(at, |t| t.max(at)));
+    }
+
+    /// Allocates only for a scope not seen yet.
+    pub fn issued(&mut self, scope: &str, at: time::OffsetDateTime) {
+        match self.scopes.iter_mut().find(|(s, _)| s == scope) {
+            Some((_, last)) => *last = (*last).max(at),
+            None => self.scopes.push((scope.to_owned(), at)),
+        }
+    }
+
+    pub fn scope_last_issued(&self, scope: &str) -> Option<time::OffsetDateTime> {
+        self.scopes
+            .iter()
+            .find(|(s, _)| s == scope)
+            .map(|(_, at)| *at)
     }
 }
 
@@ -282,6 +351,15 @@ pub struct AuditRecord {
     pub session_id: Option<String>,
     pub source_addr: Option<String>,
     pub detail: serde_json::Value,
+}
+
+/// Filters of GET /admin/clients; a client matches every filter given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientFilter {
+    /// Last used (or, never used, created) at or before this.
+    pub unused_since: Option<time::OffsetDateTime>,
+    /// A secret made at or before this (public clients have none).
+    pub secret_created_before: Option<time::OffsetDateTime>,
 }
 
 /// Filters of GET /admin/audit.
