@@ -370,3 +370,73 @@ pub struct AuditFilter {
     pub event_type: Option<String>,
     pub limit: u32,
 }
+
+#[cfg(test)]
+mod hygiene_tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn client(secret: ClientSecretHash, own: Option<u64>) -> Client {
+        let t = time::OffsetDateTime::UNIX_EPOCH;
+        Client {
+            client_id: "web".into(),
+            name: None,
+            secret,
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: Vec::new(),
+            audiences: Vec::new(),
+            is_admin: false,
+            can_introspect: false,
+            disabled: false,
+            created_at: t,
+            updated_at: t,
+            secret_created_at: Some(t + time::Duration::seconds(10)),
+            secret_max_age: own.map(Duration::from_secs),
+            previous_secret: None,
+        }
+    }
+
+    #[test]
+    fn a_generated_secret_expires_after_its_own_max_age_or_else_the_global_one() {
+        let at = |s| Some(time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s));
+        let global = Some(Duration::from_secs(100));
+        let generated = ClientSecretHash::Digest([1; 32]);
+        assert_eq!(
+            client(generated.clone(), None).secret_expires_at(None),
+            None
+        );
+        assert_eq!(
+            client(generated.clone(), None).secret_expires_at(global),
+            at(110)
+        );
+        assert_eq!(
+            client(generated.clone(), Some(60)).secret_expires_at(global),
+            at(70)
+        );
+        assert_eq!(client(generated, Some(60)).secret_expires_at(None), at(70));
+        // An operator-chosen secret never expires; a public client has none.
+        let chosen = ClientSecretHash::Phc("$argon2id$...".into());
+        assert_eq!(client(chosen, Some(60)).secret_expires_at(global), None);
+        assert_eq!(
+            client(ClientSecretHash::None, None).secret_expires_at(global),
+            None
+        );
+    }
+
+    #[test]
+    fn usage_keeps_the_latest_time_of_each() {
+        let at = |s| time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);
+        let mut mine = ClientUsage::default();
+        mine.used(at(5));
+        mine.issued("read", at(5));
+        let mut theirs = ClientUsage::default();
+        theirs.used(at(3));
+        theirs.issued("read", at(9));
+        theirs.issued("write", at(1));
+        mine.merge(&theirs);
+        assert_eq!(mine.last_used_at, Some(at(5)));
+        assert_eq!(mine.scope_last_issued("read"), Some(at(9)));
+        assert_eq!(mine.scope_last_issued("write"), Some(at(1)));
+        assert_eq!(mine.scope_last_issued("admin"), None);
+    }
+}
