@@ -184,6 +184,9 @@ async fn a_bad_rotation_is_refused_naming_the_parameter_and_changes_nothing(back
     for (body, named) in [
         (json!({"previous_valid_for": -1}), "previous_valid_for"),
         (json!({"previous_valid_for": 604_801}), "previous_valid_for"),
+        (json!({"previous_valid_for": "600"}), "previous_valid_for"),
+        (json!({"previous_valid_for": 1.5}), "previous_valid_for"),
+        (json!({"previous_valid_for": 1e30}), "previous_valid_for"),
         (
             json!({"previous_valid_for": 60, "secret_max_age": 59}),
             "secret_max_age",
@@ -220,6 +223,7 @@ async fn a_bad_rotation_is_refused_naming_the_parameter_and_changes_nothing(back
     // Registration checks its max age the same way.
     for body in [
         json!({"grant_types": ["client_credentials"], "audiences": ["a"], "secret_max_age": 0}),
+        json!({"grant_types": ["client_credentials"], "audiences": ["a"], "secret_max_age": "1d"}),
         json!({"grant_types": ["password"], "audiences": ["a"], "public": true, "secret_max_age": 3600}),
     ] {
         let response = app

@@ -5,6 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use utoipa::{IntoParams, ToSchema};
@@ -45,8 +46,8 @@ pub struct CreateClient {
     introspect: bool,
     /// Seconds a generated secret of this client lives (60 to 4294967295); without it,
     /// `TESSERA_CLIENT_SECRET_MAX_AGE`. Confidential clients only.
-    #[schema(minimum = 60, maximum = 4294967295_i64)]
-    secret_max_age: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 60, maximum = 4294967295_i64)]
+    secret_max_age: Option<Value>,
 }
 
 /// A client as the API shows it: never its secret, only `client_secret` right after creation
@@ -160,13 +161,24 @@ pub struct NewSecret {
 pub struct RotateSecret {
     /// Seconds the old secret keeps working beside the new one (0 to 604800, default 0: it
     /// stops at once). Rotating again during an overlap replaces the previous secret.
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 604800)]
-    previous_valid_for: i64,
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 604800)]
+    previous_valid_for: Option<Value>,
     /// Sets this client's secret lifetime in seconds (60 to 4294967295); omitted, it keeps its
     /// own (or the global setting).
-    #[schema(minimum = 60, maximum = 4294967295_i64)]
-    secret_max_age: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 60, maximum = 4294967295_i64)]
+    secret_max_age: Option<Value>,
+}
+
+/// A number of seconds from a JSON body, or 400 naming the field: taken as any JSON value so
+/// that a string or a fraction is refused by name, not as a body that does not parse. The
+/// range is the domain's to check.
+fn whole_seconds(name: &'static str, value: Option<Value>) -> Result<Option<i64>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_i64().map(Some).ok_or_else(|| {
+            Error::invalid_request(format!("{name}: a whole number of seconds")).into()
+        }),
+    }
 }
 
 /// The filters of GET /admin/clients: whole seconds, each optional.
@@ -260,7 +272,7 @@ pub async fn create(
                 public: body.public,
                 admin: body.admin,
                 introspect: body.introspect,
-                secret_max_age: body.secret_max_age,
+                secret_max_age: whole_seconds("secret_max_age", body.secret_max_age)?,
             },
             source.0,
         )
@@ -339,8 +351,9 @@ pub async fn rotate_secret(
     OptionalJsonBody(body): OptionalJsonBody<RotateSecret>,
 ) -> Result<Response, ApiError> {
     let request = SecretRequest {
-        previous_valid_for: body.previous_valid_for,
-        secret_max_age: body.secret_max_age,
+        previous_valid_for: whole_seconds("previous_valid_for", body.previous_valid_for)?
+            .unwrap_or(0),
+        secret_max_age: whole_seconds("secret_max_age", body.secret_max_age)?,
     };
     let secret = app
         .issuer
