@@ -10,8 +10,7 @@ use tessera::clock::SystemClock;
 use tessera::config::{Config, MasterKeySource};
 use tessera::crypto::MasterKey;
 use tessera::domain::Issuer;
-use tessera::domain::admin::NewClient;
-use tessera::domain::admin::UserChange;
+use tessera::domain::admin::{NewClient, NewSecret, UserChange};
 use tessera::domain::keys::rotate_master_key;
 use tessera::model::{Client, Role, User};
 use tessera::server::{self, Server};
@@ -141,11 +140,23 @@ pub enum ClientCommand {
         /// May introspect tokens.
         #[arg(long)]
         introspect: bool,
+        /// Seconds this client's secret lives (default: TESSERA_CLIENT_SECRET_MAX_AGE).
+        #[arg(long)]
+        secret_max_age: Option<i64>,
     },
-    /// Show a client (never its secret).
+    /// Show a client (never its secret), with its secret's age and its use.
     Show { client_id: String },
-    /// Replace a client's secret; the new one is printed once, the old one stops working.
-    RotateSecret { client_id: String },
+    /// Replace a client's secret; the new one is printed once. The old one stops working at
+    /// once, or after --previous-valid-for seconds (at most 604800).
+    RotateSecret {
+        client_id: String,
+        /// Seconds the old secret keeps working beside the new one (0 to 604800).
+        #[arg(long, default_value_t = 0)]
+        previous_valid_for: i64,
+        /// Seconds this client's secrets live from now on (default: unchanged).
+        #[arg(long)]
+        secret_max_age: Option<i64>,
+    },
     /// Disable a client: it can no longer authenticate.
     Disable { client_id: String },
     /// Enable a client again.
@@ -324,6 +335,7 @@ impl ClientCommand {
                 public,
                 admin,
                 introspect,
+                secret_max_age,
             } => {
                 let (client, secret) = issuer
                     .create_client(
@@ -337,6 +349,7 @@ impl ClientCommand {
                             public,
                             admin,
                             introspect,
+                            secret_max_age,
                         },
                         None,
                     )
@@ -346,7 +359,21 @@ impl ClientCommand {
                     println!("client_secret: {}  (shown once)", secret.expose());
                 }
             }
-            Self::Show { client_id } => print_client(&issuer.client(&client_id).await?),
+            Self::Show { client_id } => {
+                let details = issuer.client_details(&client_id).await?;
+                print_client(&details.client);
+                let time = |t: Option<time::OffsetDateTime>| t.map_or("-".into(), rfc3339);
+                println!(
+                    "secret_created_at: {}",
+                    time(details.client.secret_created_at)
+                );
+                println!("secret_expires_at: {}", time(details.secret_expires_at));
+                println!("last_used_at:  {}", time(details.usage.last_used_at));
+                for scope in &details.client.scopes {
+                    let last = details.usage.scope_last_issued(scope);
+                    println!("scope_usage:   {scope} {}", time(last));
+                }
+            }
             Self::Disable { client_id } => print_client(
                 &issuer
                     .set_client_disabled(CLI_ACTOR, &client_id, true, None)
@@ -357,15 +384,24 @@ impl ClientCommand {
                     .set_client_disabled(CLI_ACTOR, &client_id, false, None)
                     .await?,
             ),
-            Self::RotateSecret { client_id } => {
+            Self::RotateSecret {
+                client_id,
+                previous_valid_for,
+                secret_max_age,
+            } => {
+                let request = NewSecret {
+                    previous_valid_for,
+                    secret_max_age,
+                };
                 let secret = issuer
-                    .rotate_client_secret(CLI_ACTOR, &client_id, None)
+                    .rotate_client_secret(CLI_ACTOR, &client_id, request, None)
                     .await?;
+                let old = match previous_valid_for {
+                    0 => "the old secret no longer works".to_owned(),
+                    s => format!("the old secret works for {s} more seconds at most"),
+                };
                 println!("client_id:     {client_id}");
-                println!(
-                    "client_secret: {}  (shown once; the old secret no longer works)",
-                    secret.expose()
-                );
+                println!("client_secret: {}  (shown once; {old})", secret.expose());
             }
         }
         Ok(())

@@ -14,6 +14,38 @@ pub const ARGON2_QUEUE_DEPTH: &str = "tessera_argon2_queue_depth";
 pub const ARGON2_WAIT: &str = "tessera_argon2_wait_seconds";
 pub const CREDENTIAL_CACHE: &str = "tessera_credential_cache_total";
 pub const DB_POOL_CONNECTIONS: &str = "tessera_db_pool_connections";
+pub const CLIENT_SECRETS_EXPIRING_SOON: &str = "tessera_client_secrets_expiring_soon";
+pub const CLIENT_SECRETS_EXPIRED: &str = "tessera_client_secrets_expired";
+pub const CLIENTS_UNUSED: &str = "tessera_clients_unused";
+
+/// The client hygiene gauges of one instance, in the text exposition format. They are written
+/// from the instance's own counts rather than through the process-wide recorder, so that
+/// several servers in one process (as in tests) each show their own.
+pub fn render_hygiene(secrets_expiring_soon: u64, secrets_expired: u64, unused: u64) -> String {
+    let gauges = [
+        (
+            CLIENT_SECRETS_EXPIRING_SOON,
+            "Enabled clients whose generated secret expires within 7 days",
+            secrets_expiring_soon,
+        ),
+        (
+            CLIENT_SECRETS_EXPIRED,
+            "Enabled clients whose generated secret has expired (they cannot authenticate)",
+            secrets_expired,
+        ),
+        (
+            CLIENTS_UNUSED,
+            "Enabled clients not used (or, never used, created) for 30 days",
+            unused,
+        ),
+    ];
+    gauges
+        .iter()
+        .map(|(name, help, value)| {
+            format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n")
+        })
+        .collect()
+}
 
 /// The process-wide recorder, installed once (several servers in one process, as in tests,
 /// share it).

@@ -81,6 +81,7 @@ impl Server {
             .map(|admin| (admin.id.as_str(), admin.secret.expose_secret()));
         let embedded = matches!(config.database.url, DatabaseUrl::Sqlite { .. });
         let generated_admin = issuer.ensure_admin(configured, embedded).await?;
+        issuer.warn_about_admin_secrets();
         let router = http::router(
             AppState::new(Arc::clone(&issuer), config.jwks_max_age).with_trusted_proxies(
                 http::source::TrustedProxies::new(config.trusted_proxies.clone()),
@@ -113,17 +114,25 @@ impl Server {
         &self.issuer
     }
 
-    /// Serves until `shutdown` resolves and in-flight requests have finished, then closes the
-    /// pool. The key-sync task (change feed, automatic rotation) runs meanwhile.
+    /// Serves until `shutdown` resolves and in-flight requests have finished, writes the client
+    /// use recorded since the last flush, then closes the pool. The key-sync task (change feed,
+    /// automatic rotation), housekeeping and the usage flush run meanwhile.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sync = tokio::spawn(Arc::clone(&self.issuer).run_sync());
         let housekeeping = tokio::spawn(Arc::clone(&self.issuer).run_housekeeping());
+        let usage = tokio::spawn(Arc::clone(&self.issuer).run_usage());
         let result = serve(self.listener, self.router, shutdown, self.shutdown_grace).await;
         sync.abort();
         housekeeping.abort();
+        usage.abort();
+        // After the drain, so the last requests' use is in it: at most a minute is lost only
+        // when an instance dies without a drain.
+        if let Err(error) = self.issuer.flush_usage().await {
+            tracing::warn!(%error, "recording client use at shutdown failed");
+        }
         self.store.close().await;
         result
     }

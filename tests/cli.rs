@@ -657,9 +657,44 @@ async fn client_and_user_commands_work_against_a_running_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
+        token(new.clone(), vec![("grant_type", "client_credentials")]).await,
+        200
+    );
+    // With an overlap, the secret it replaces keeps working beside the new one.
+    let rolled = run(
+        vec![
+            "client",
+            "rotate-secret",
+            "ops",
+            "--previous-valid-for",
+            "600",
+        ],
+        None,
+    )
+    .await;
+    assert!(rolled.contains("the old secret works for 600 more seconds at most"));
+    let newer = rolled
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while token(newer.clone(), vec![("grant_type", "client_credentials")]).await != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new secret not seen by the server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
         token(new, vec![("grant_type", "client_credentials")]).await,
         200
     );
+    let shown = run(vec!["client", "show", "ops"], None).await;
+    assert!(shown.contains("secret_created_at: 20"), "{shown}");
+    assert!(shown.contains("secret_expires_at: -"), "{shown}");
+    assert!(shown.contains("scope_usage:   read"), "{shown}");
     assert_eq!(terminate(&mut child).await.code(), Some(0));
 }
 

@@ -108,6 +108,7 @@ impl Settings {
                 refresh_token_absolute_ttl,
                 refresh_reuse_grace,
                 revocation_max_staleness: self.value(&REVOCATION_MAX_STALENESS)?,
+                client_secret_max_age: self.get(&CLIENT_SECRET_MAX_AGE)?,
             },
             key_rotation_interval,
             jwks_max_age,

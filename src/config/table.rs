@@ -322,6 +322,17 @@ pub(super) const REVOCATION_MAX_STALENESS: Setting<Duration> = Setting {
     constraint: None,
 };
 
+pub(super) const CLIENT_SECRET_MAX_AGE: Setting<Duration> = Setting {
+    key: "client_secret_max_age",
+    default: Initial::Unset,
+    parser: &Seconds {
+        min: 60,
+        max: u32::MAX,
+    },
+    meaning: "a generated client secret older than this is refused (401 `invalid_client`, \"client secret expired\") unless its client sets its own `secret_max_age`; unset, secrets do not expire, seconds",
+    constraint: None,
+};
+
 pub(super) const REQUEST_TIMEOUT: Setting<Duration> = Setting {
     key: "request_timeout",
     default: Initial::Value("15"),
@@ -383,6 +394,7 @@ pub(super) const ALL: &[&dyn Row] = &[
     &KEY_ROTATION_INTERVAL,
     &JWKS_MAX_AGE,
     &REVOCATION_MAX_STALENESS,
+    &CLIENT_SECRET_MAX_AGE,
     &REQUEST_TIMEOUT,
     &SHUTDOWN_GRACE,
     &TRUSTED_PROXIES,

@@ -8,7 +8,7 @@ use crate::crypto::keys::base64url;
 use crate::crypto::random_bytes;
 use crate::crypto::secrets::ClientSecret;
 use crate::model::{Client, ClientSecretHash, GrantType, User};
-use crate::store::StoreError;
+use crate::store::{SecretRotation, StoreError};
 
 /// What an admin asks for when registering a client (CONTRACT: POST /admin/clients).
 #[derive(Debug, Clone, Default)]
@@ -21,6 +21,37 @@ pub struct NewClient {
     pub public: bool,
     pub admin: bool,
     pub introspect: bool,
+    /// Seconds; the global setting applies when `None`.
+    pub secret_max_age: Option<i64>,
+}
+
+/// What an admin asks for when replacing a client's secret (CONTRACT: client credential hygiene).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewSecret {
+    /// Seconds the old secret keeps working beside the new one: 0 to [`MAX_OVERLAP`].
+    pub previous_valid_for: i64,
+    /// Seconds; keeps the client's own max age when `None`.
+    pub secret_max_age: Option<i64>,
+}
+
+/// The longest overlap of an old secret with its replacement: a week.
+pub const MAX_OVERLAP: i64 = 604_800;
+
+/// A client's own secret lifetime: the range of `TESSERA_CLIENT_SECRET_MAX_AGE`.
+const MIN_SECRET_MAX_AGE: i64 = 60;
+const MAX_SECRET_MAX_AGE: i64 = u32::MAX as i64;
+
+fn secret_max_age(seconds: Option<i64>) -> Result<Option<std::time::Duration>, Error> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if (MIN_SECRET_MAX_AGE..=MAX_SECRET_MAX_AGE).contains(&s) => {
+            Ok(Some(std::time::Duration::from_secs(s.unsigned_abs())))
+        }
+        Some(_) => Err(field(
+            "secret_max_age",
+            "a whole number of seconds from 60 to 4294967295",
+        )),
+    }
 }
 
 /// Shortest password accepted (CONTRACT: POST /admin/users); longest, to bound hashing work.
@@ -101,6 +132,10 @@ impl Issuer {
                 "each must be a scope token (RFC 6749 §3.3): printable ASCII without spaces, quotes or backslashes",
             ));
         }
+        let max_age = secret_max_age(request.secret_max_age)?;
+        if request.public && max_age.is_some() {
+            return Err(field("secret_max_age", "a public client has no secret"));
+        }
         if request.audiences.is_empty() {
             return Err(field("audiences", "at least one audience is required"));
         }
@@ -130,6 +165,9 @@ impl Issuer {
             disabled: false,
             created_at: now,
             updated_at: now,
+            secret_created_at: secret.is_some().then_some(now),
+            secret_max_age: max_age,
+            previous_secret: None,
         };
         self.store.add_client(&client).await.map_err(|e| match e {
             StoreError::Conflict => Error::Conflict("a client with this client_id exists".into()),
@@ -146,6 +184,7 @@ impl Issuer {
                 "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
                 "admin": client.is_admin,
                 "introspect": client.can_introspect,
+                "secret_max_age": client.secret_max_age.map(|a| a.as_secs()),
             }),
             source_addr,
         )
@@ -164,35 +203,61 @@ impl Issuer {
             .ok_or(Error::NotFound("client"))
     }
 
-    /// A new secret; the old one stops working at once, on every instance within the feed bound.
+    /// A new generated secret, shown once. The old one keeps working for `previous_valid_for`
+    /// seconds (0: it stops at once), but never past its own expiry; rotating again during an
+    /// overlap replaces the previous secret, so at most two work at any time. Every instance
+    /// applies it within the feed bound.
     pub async fn rotate_client_secret(
         &self,
         actor: &str,
         client_id: &str,
+        request: NewSecret,
         source_addr: Option<IpAddr>,
     ) -> Result<ClientSecret, Error> {
+        if !(0..=MAX_OVERLAP).contains(&request.previous_valid_for) {
+            return Err(field(
+                "previous_valid_for",
+                "a whole number of seconds from 0 to 604800",
+            ));
+        }
+        let max_age = secret_max_age(request.secret_max_age)?;
         let client = self.client(client_id).await?;
         if client.is_public() {
             return Err(Error::invalid_request("a public client has no secret"));
         }
+        let now = self.clock.now();
+        let previous_expires_at = (request.previous_valid_for > 0).then(|| {
+            let overlap_end = now + time::Duration::seconds(request.previous_valid_for);
+            client
+                .secret_expires_at(self.policy.client_secret_max_age)
+                .map_or(overlap_end, |own| own.min(overlap_end))
+        });
         let secret = ClientSecret::generate();
         let digest = ClientSecretHash::Digest(secret.digest());
+        let rotation = SecretRotation {
+            secret: &digest,
+            previous_expires_at,
+            secret_max_age: max_age,
+        };
         if self
             .store
-            .update_client_secret(client_id, &digest, self.clock.now())
+            .update_client_secret(client_id, &rotation, now)
             .await?
             == crate::store::Update::NotFound
         {
             return Err(Error::NotFound("client"));
         }
         self.refresh_after_write().await;
-        tracing::info!(%client_id, "client secret rotated");
+        tracing::info!(%client_id, previous_valid_for = request.previous_valid_for, "client secret rotated");
         self.admin_event(
             "client_secret_rotated",
             actor,
             None,
             Some(client_id),
-            serde_json::json!({}),
+            serde_json::json!({
+                "previous_valid_for": request.previous_valid_for,
+                "secret_max_age": max_age.map(|a| a.as_secs()),
+            }),
             source_addr,
         )
         .await;
@@ -441,6 +506,9 @@ impl Issuer {
                 disabled: false,
                 created_at: now,
                 updated_at: now,
+                secret_created_at: Some(now),
+                secret_max_age: None,
+                previous_secret: None,
             };
             match self.store.add_client(&client).await {
                 Ok(()) | Err(StoreError::Conflict) => {}

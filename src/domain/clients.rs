@@ -56,6 +56,11 @@ impl ClientRegistry {
             .cloned()
     }
 
+    /// Every client, as loaded.
+    pub fn all(&self) -> ClientMap {
+        Arc::clone(&self.clients.read().unwrap_or_else(|p| p.into_inner()).1)
+    }
+
     pub fn version(&self) -> i64 {
         self.clients.read().unwrap_or_else(|p| p.into_inner()).0
     }
@@ -96,7 +101,9 @@ impl ClientRegistry {
 
 impl Issuer {
     /// Authenticates a client (RFC 6749 §2.3). Unknown, disabled, wrong secret and a public
-    /// client sending a secret are all `invalid_client`; repeated failures are throttled.
+    /// client sending a secret are all `invalid_client`; repeated failures are throttled. During
+    /// a rotation's overlap the previous secret works too. The right secret past its expiry is
+    /// `invalid_client` saying so.
     #[tracing::instrument(skip_all, fields(client_id = %credentials.client_id))]
     pub async fn authenticate_client(
         &self,
@@ -108,43 +115,79 @@ impl Issuer {
             return Err(Error::InvalidClient);
         };
         metrics::counter!(crate::metrics::CREDENTIAL_CACHE, "result" => "hit").increment(1);
+        let now = self.clock.now();
+        let previous = client
+            .previous_secret
+            .as_ref()
+            .filter(|p| now < p.expires_at)
+            .map(|p| &p.secret);
         // Only an operator-chosen (argon2id) secret can be guessed, so only such a client is
         // throttled, and the attempt is counted before it is verified. Throttling a 256-bit
         // generated secret would protect nothing and hand anyone who knows a client id (it is
         // in every token) a way to lock that client out.
-        let attempt = match client.secret {
-            ClientSecretHash::Phc(_) => Some(
+        let guessable = [Some(&client.secret), previous]
+            .into_iter()
+            .flatten()
+            .any(|s| matches!(s, ClientSecretHash::Phc(_)));
+        let attempt = match guessable {
+            true => Some(
                 self.throttle
                     .reserve(Principal::Client(&credentials.client_id), source_addr)
                     .await?,
             ),
-            _ => None,
+            false => None,
         };
         let presented = credentials.secret.as_ref().map(|s| s.expose_secret());
-        let valid = match (&client.secret, presented) {
-            (ClientSecretHash::None, None) => Ok(true),
-            (ClientSecretHash::Digest(digest), Some(secret)) => Ok(digest_matches(secret, digest)),
-            (ClientSecretHash::Phc(phc), Some(secret)) => {
-                self.passwords.verify(Some(phc), secret).await
-            }
+        // Both secrets are always checked, so the time taken does not say which one matched.
+        let current = self.secret_matches(&client.secret, presented).await;
+        let old = match previous {
+            Some(previous) if presented.is_some() => self.secret_matches(previous, presented).await,
             _ => Ok(false),
         };
+        let matched = match (current, old) {
+            (Ok(current), Ok(old)) => Ok((current, old)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
         if let Some(attempt) = attempt {
-            let verdict = match valid {
-                Ok(true) => Verdict::Succeeded,
-                Ok(false) => Verdict::Failed,
+            let verdict = match matched {
+                Ok((false, false)) => Verdict::Failed,
+                Ok(_) => Verdict::Succeeded,
                 Err(_) => Verdict::Unverified,
             };
             self.throttle.settle(attempt, verdict).await;
         }
-        if !valid? {
+        let (current, old) = matched?;
+        if !(current || old) {
             tracing::info!("client authentication failed");
             return Err(Error::InvalidClient);
         }
         if client.disabled {
             return Err(Error::InvalidClient);
         }
+        // The previous secret is only ever accepted before its own (earlier) end.
+        if !old && self.secret_expires_at(&client).is_some_and(|at| at <= now) {
+            tracing::info!("client authentication with an expired secret");
+            return Err(Error::ClientSecretExpired);
+        }
+        self.usage.used(&client.client_id, now);
         Ok(client)
+    }
+
+    /// Whether `presented` is this secret; a public client "matches" only when nothing is
+    /// presented. Constant-time for digests.
+    async fn secret_matches(
+        &self,
+        secret: &ClientSecretHash,
+        presented: Option<&str>,
+    ) -> Result<bool, Error> {
+        match (secret, presented) {
+            (ClientSecretHash::None, None) => Ok(true),
+            (ClientSecretHash::Digest(digest), Some(secret)) => Ok(digest_matches(secret, digest)),
+            (ClientSecretHash::Phc(phc), Some(secret)) => {
+                self.passwords.verify(Some(phc), secret).await
+            }
+            _ => Ok(false),
+        }
     }
 }
 
@@ -167,6 +210,9 @@ mod tests {
             disabled: false,
             created_at: now,
             updated_at: now,
+            secret_created_at: Some(now),
+            secret_max_age: None,
+            previous_secret: None,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod revoke;
 pub mod roles;
 pub mod throttle;
 pub mod token;
+pub mod usage;
 
 pub use clients::{AuthMethod, ClientCredentials, ClientRegistry};
 pub use keys::KeyRing;
@@ -47,6 +48,10 @@ pub enum Error {
     InvalidRequest(Cow<'static, str>),
     #[error("invalid_client")]
     InvalidClient,
+    /// The right secret, past its expiry (CONTRACT: client credential hygiene); said only once
+    /// the secret was verified, so it reveals nothing to a guesser.
+    #[error("invalid_client: client secret expired")]
+    ClientSecretExpired,
     #[error("invalid_grant")]
     InvalidGrant,
     #[error("invalid_scope")]
@@ -162,6 +167,9 @@ pub struct Issuer {
     /// Passes of [`Issuer::sync`] so far (for operators and tests: a burst of notifications
     /// costs one pass, not one each).
     sync_passes: std::sync::atomic::AtomicU64,
+    /// Client use since the last flush.
+    usage: usage::UsageRecorder,
+    hygiene: usage::HygieneGauges,
 }
 
 impl Issuer {
@@ -193,6 +201,8 @@ impl Issuer {
             policy,
             issuer,
             sync_passes: Default::default(),
+            usage: Default::default(),
+            hygiene: Default::default(),
         })
     }
 

@@ -14,4 +14,6 @@ pub struct TokenPolicy {
     /// Past this without a successful revocation sync, introspection and readiness answer
     /// 503: a partitioned instance must not vouch for tokens revoked meanwhile.
     pub revocation_max_staleness: Duration,
+    /// A generated client secret older than this is refused, unless its client has its own.
+    pub client_secret_max_age: Option<Duration>,
 }

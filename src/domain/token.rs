@@ -196,6 +196,8 @@ impl Issuer {
             issued_at: user.map(|u| u.issued_at),
         })?;
         tracing::info!(jti = %minted.claims.jti, sub = %subject, "access token issued");
+        self.usage
+            .issued(&client.client_id, scope, self.clock.now());
         let kind = if client.is_public() {
             "public"
         } else {
@@ -352,6 +354,9 @@ mod scope_and_audience_tests {
             disabled: false,
             created_at: now,
             updated_at: now,
+            secret_created_at: Some(now),
+            secret_max_age: None,
+            previous_secret: None,
         }
     }
 

@@ -140,6 +140,11 @@ impl From<domain::Error> for ApiError {
                 "invalid_client",
                 "client authentication failed",
             ),
+            E::ClientSecretExpired => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client secret expired",
+            ),
             E::InvalidGrant => bad(
                 "invalid_grant",
                 "the grant is invalid, expired or revoked, or the credentials are wrong",

@@ -1,4 +1,4 @@
-//! GET /metrics: the Prometheus text exposition, with the database pool's gauges read at scrape time. Uses: domain, metrics.
+//! GET /metrics: the Prometheus text exposition, with the database pool's gauges read at scrape time and the client hygiene gauges as last counted. Uses: domain, metrics.
 
 use axum::extract::State;
 use axum::http::header;
@@ -16,9 +16,12 @@ pub async fn get(State(app): State<AppState>) -> Response {
     metrics::gauge!(crate::metrics::DB_POOL_CONNECTIONS, "state" => "idle").set(idle as f64);
     metrics::gauge!(crate::metrics::DB_POOL_CONNECTIONS, "state" => "in_use")
         .set(f64::from(open).max(idle as f64) - idle as f64);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
-        .into_response()
+    let mut body = app.metrics.render();
+    let counts = app.issuer.hygiene_counts();
+    body.push_str(&crate::metrics::render_hygiene(
+        counts.secrets_expiring_soon,
+        counts.secrets_expired,
+        counts.unused,
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

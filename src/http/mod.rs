@@ -125,7 +125,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/admin/audit", get(audit::get))
         .route("/metrics", get(metrics::get))
         .route("/openapi.json", get(openapi::get))
-        .route("/admin/clients", post(admin::clients::create))
+        .route(
+            "/admin/clients",
+            get(admin::clients::list).post(admin::clients::create),
+        )
         .route(
             "/admin/clients/{client_id}",
             get(admin::clients::get).patch(admin::clients::update),

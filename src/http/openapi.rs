@@ -52,6 +52,7 @@ pub async fn get(State(app): State<AppState>) -> Response {
         super::metrics::get,
         get,
         super::admin::clients::create,
+        super::admin::clients::list,
         super::admin::clients::get,
         super::admin::clients::update,
         super::admin::clients::rotate_secret,

@@ -172,6 +172,21 @@ pub struct Client {
     pub disabled: bool,
     pub created_at: time::OffsetDateTime,
     pub updated_at: time::OffsetDateTime,
+    /// When the current secret was made; `None` for a public client.
+    pub secret_created_at: Option<time::OffsetDateTime>,
+    /// This client's own secret lifetime, in place of the global one.
+    pub secret_max_age: Option<std::time::Duration>,
+    /// The secret a rotation replaced, accepted until its `expires_at`.
+    pub previous_secret: Option<PreviousSecret>,
+}
+
+/// The secret a rotation replaced, still accepted during the rotation's overlap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    /// Never [`ClientSecretHash::None`].
+    pub secret: ClientSecretHash,
+    /// The end of the overlap, or the old secret's own expiry if that comes first.
+    pub expires_at: time::OffsetDateTime,
 }
 
 impl Client {
@@ -179,8 +194,62 @@ impl Client {
         self.secret == ClientSecretHash::None
     }
 
+    /// When the current secret stops working: its creation plus this client's max age, or else
+    /// `default_max_age`. Only a generated secret expires: an operator-chosen one (the
+    /// bootstrap admin's) is the operator's to change, and a public client has none.
+    pub fn secret_expires_at(
+        &self,
+        default_max_age: Option<std::time::Duration>,
+    ) -> Option<time::OffsetDateTime> {
+        let ClientSecretHash::Digest(_) = self.secret else {
+            return None;
+        };
+        let max_age = self.secret_max_age.or(default_max_age)?;
+        Some(self.secret_created_at? + max_age)
+    }
+
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+}
+
+/// How a client has been used, as recorded in batches (CONTRACT: client credential hygiene).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientUsage {
+    /// The last successful authentication.
+    pub last_used_at: Option<time::OffsetDateTime>,
+    /// Each scope with the last time a token carrying it was issued to the client.
+    pub scopes: Vec<(String, time::OffsetDateTime)>,
+}
+
+impl ClientUsage {
+    /// Keeps the later of two times for the same thing: instances merge this way.
+    pub fn merge(&mut self, other: &ClientUsage) {
+        if let Some(at) = other.last_used_at {
+            self.used(at);
+        }
+        for (scope, at) in &other.scopes {
+            self.issued(scope, *at);
+        }
+    }
+
+    pub fn used(&mut self, at: time::OffsetDateTime) {
+        self.last_used_at = Some(self.last_used_at.map_or(at, |t| t.max(at)));
+    }
+
+    /// Allocates only for a scope not seen yet.
+    pub fn issued(&mut self, scope: &str, at: time::OffsetDateTime) {
+        match self.scopes.iter_mut().find(|(s, _)| s == scope) {
+            Some((_, last)) => *last = (*last).max(at),
+            None => self.scopes.push((scope.to_owned(), at)),
+        }
+    }
+
+    pub fn scope_last_issued(&self, scope: &str) -> Option<time::OffsetDateTime> {
+        self.scopes
+            .iter()
+            .find(|(s, _)| s == scope)
+            .map(|(_, at)| *at)
     }
 }
 
@@ -303,6 +372,15 @@ pub struct AuditRecord {
     pub detail: serde_json::Value,
 }
 
+/// Filters of GET /admin/clients; a client matches every filter given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientFilter {
+    /// Last used (or, never used, created) at or before this.
+    pub unused_since: Option<time::OffsetDateTime>,
+    /// A secret made at or before this (public clients have none).
+    pub secret_created_before: Option<time::OffsetDateTime>,
+}
+
 /// Filters of GET /admin/audit.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -310,4 +388,74 @@ pub struct AuditFilter {
     pub client_id: Option<String>,
     pub event_type: Option<String>,
     pub limit: u32,
+}
+
+#[cfg(test)]
+mod hygiene_tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn client(secret: ClientSecretHash, own: Option<u64>) -> Client {
+        let t = time::OffsetDateTime::UNIX_EPOCH;
+        Client {
+            client_id: "web".into(),
+            name: None,
+            secret,
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: Vec::new(),
+            audiences: Vec::new(),
+            is_admin: false,
+            can_introspect: false,
+            disabled: false,
+            created_at: t,
+            updated_at: t,
+            secret_created_at: Some(t + time::Duration::seconds(10)),
+            secret_max_age: own.map(Duration::from_secs),
+            previous_secret: None,
+        }
+    }
+
+    #[test]
+    fn a_generated_secret_expires_after_its_own_max_age_or_else_the_global_one() {
+        let at = |s| Some(time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s));
+        let global = Some(Duration::from_secs(100));
+        let generated = ClientSecretHash::Digest([1; 32]);
+        assert_eq!(
+            client(generated.clone(), None).secret_expires_at(None),
+            None
+        );
+        assert_eq!(
+            client(generated.clone(), None).secret_expires_at(global),
+            at(110)
+        );
+        assert_eq!(
+            client(generated.clone(), Some(60)).secret_expires_at(global),
+            at(70)
+        );
+        assert_eq!(client(generated, Some(60)).secret_expires_at(None), at(70));
+        // An operator-chosen secret never expires; a public client has none.
+        let chosen = ClientSecretHash::Phc("$argon2id$...".into());
+        assert_eq!(client(chosen, Some(60)).secret_expires_at(global), None);
+        assert_eq!(
+            client(ClientSecretHash::None, None).secret_expires_at(global),
+            None
+        );
+    }
+
+    #[test]
+    fn usage_keeps_the_latest_time_of_each() {
+        let at = |s| time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);
+        let mut mine = ClientUsage::default();
+        mine.used(at(5));
+        mine.issued("read", at(5));
+        let mut theirs = ClientUsage::default();
+        theirs.used(at(3));
+        theirs.issued("read", at(9));
+        theirs.issued("write", at(1));
+        mine.merge(&theirs);
+        assert_eq!(mine.last_used_at, Some(at(5)));
+        assert_eq!(mine.scope_last_issued("read"), Some(at(9)));
+        assert_eq!(mine.scope_last_issued("write"), Some(at(1)));
+        assert_eq!(mine.scope_last_issued("admin"), None);
+    }
 }

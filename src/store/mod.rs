@@ -31,7 +31,7 @@ mod postgres;
 mod sqlite;
 
 pub use audit::AuditStore;
-pub use clients::{ClientStore, Update};
+pub use clients::{ClientStore, SecretRotation, Update};
 pub use error::StoreError;
 pub use feed::{CHANGE_CHANNEL, ChangeFeed, ChangeListener, topic};
 pub use infra::{Backend, Infra};

@@ -9,8 +9,9 @@ use time::OffsetDateTime;
 
 use super::StoreError;
 use crate::model::{
-    AuditRecord, Client, ClientSecretHash, GrantType, HeldRoles, KeyState, RefreshTokenRecord,
-    RefreshTokenState, Revocation, RevocationKind, Role, SessionState, SigningKey, Successor, User,
+    AuditRecord, Client, ClientSecretHash, GrantType, HeldRoles, KeyState, PreviousSecret,
+    RefreshTokenRecord, RefreshTokenState, Revocation, RevocationKind, Role, SessionState, SigningKey,
+    Successor, User,
 };
 
 fn decode_error() -> StoreError {
@@ -228,7 +229,8 @@ where
 // The rows.
 
 pub const CLIENT_COLUMNS: &str = "client_id, name, secret_digest, secret_phc, grant_types, scopes,
-    audiences, is_admin, can_introspect, disabled, created_at, updated_at";
+    audiences, is_admin, can_introspect, disabled, created_at, updated_at, secret_created_at,
+    secret_max_age, previous_secret_digest, previous_secret_phc, previous_secret_expires_at";
 
 #[derive(sqlx::FromRow)]
 pub struct ClientRow {
@@ -244,6 +246,11 @@ pub struct ClientRow {
     disabled: bool,
     created_at: DbTime,
     updated_at: DbTime,
+    secret_created_at: Option<DbTime>,
+    secret_max_age: Option<i64>,
+    previous_secret_digest: Option<Vec<u8>>,
+    previous_secret_phc: Option<String>,
+    previous_secret_expires_at: Option<DbTime>,
 }
 
 impl TryFrom<ClientRow> for Client {
@@ -265,6 +272,23 @@ impl TryFrom<ClientRow> for Client {
             disabled: row.disabled,
             created_at: row.created_at.0,
             updated_at: row.updated_at.0,
+            secret_created_at: row.secret_created_at.map(|t| t.0),
+            secret_max_age: row
+                .secret_max_age
+                .map(|s| u64::try_from(s).map(std::time::Duration::from_secs))
+                .transpose()
+                .map_err(|_| decode_error())?,
+            previous_secret: match (
+                secret_from_columns(row.previous_secret_digest, row.previous_secret_phc)?,
+                row.previous_secret_expires_at,
+            ) {
+                (ClientSecretHash::None, _) => None,
+                (secret, Some(expires_at)) => Some(PreviousSecret {
+                    secret,
+                    expires_at: expires_at.0,
+                }),
+                (_, None) => return Err(decode_error()),
+            },
         })
     }
 }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin;
 mod guards;
+mod hygiene;
 mod keys;
 mod operations;
 mod refresh;

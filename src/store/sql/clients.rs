@@ -5,12 +5,35 @@ use std::sync::LazyLock;
 use crate::store::rows::CLIENT_COLUMNS;
 
 pub(crate) const INSERT: &str = "insert into client (client_id, name, is_public, secret_digest, secret_phc, grant_types, scopes,
-                         audiences, is_admin, can_introspect, disabled, created_at, updated_at)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)";
+                         audiences, is_admin, can_introspect, disabled, created_at, updated_at,
+                         secret_created_at, secret_max_age)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)";
 
-pub(crate) const UPDATE_SECRET: &str =
-    "update client set secret_digest = $2, secret_phc = $3, secret_rotated_at = $4, updated_at = $4
+/// The right-hand sides read the row as it was: the secret being replaced is copied to the
+/// previous columns by the same statement that replaces it.
+pub(crate) const UPDATE_SECRET: &str = "update client set
+         previous_secret_digest = case when $5 is null then null else secret_digest end,
+         previous_secret_phc = case when $5 is null then null else secret_phc end,
+         previous_secret_expires_at = $5,
+         secret_digest = $2, secret_phc = $3, secret_rotated_at = $4, secret_created_at = $4,
+         secret_max_age = coalesce($6, secret_max_age), updated_at = $4
      where client_id = $1 and not is_public";
+
+pub(crate) static FIND_MATCHING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select {CLIENT_COLUMNS} from client
+         where ($1 is null or coalesce(last_used_at, created_at) <= $1)
+           and ($2 is null or secret_created_at <= $2)
+         order by client_id"
+    )
+});
+
+pub(crate) const LAST_USED: &str =
+    "select client_id, last_used_at from client where $1 is null or client_id = $1";
+
+pub(crate) const SCOPE_USAGE: &str =
+    "select client_id, scope, last_issued_at from client_scope_usage
+     where $1 is null or client_id = $1";
 
 pub(crate) const SET_DISABLED: &str =
     "update client set disabled = $2, updated_at = $3 where client_id = $1";
@@ -37,10 +60,14 @@ macro_rules! client_store {
     ($store:ty) => {
         const _: () = {
             use time::OffsetDateTime;
-            use $crate::model::{Client, ClientSecretHash};
+            use $crate::model::{Client, ClientFilter, ClientUsage};
             use $crate::store::rows::{ClientRow, DbTime, grant_json, list_json, secret_columns};
             use $crate::store::sql::clients as q;
-            use $crate::store::{ClientStore, StoreError, Update, topic};
+            use $crate::store::{ClientStore, SecretRotation, StoreError, Update, topic};
+
+            fn seconds(age: Option<std::time::Duration>) -> Option<i64> {
+                age.map(|a| i64::try_from(a.as_secs()).unwrap_or(i64::MAX))
+            }
 
             #[async_trait::async_trait]
             impl ClientStore for $store {
@@ -78,6 +105,8 @@ macro_rules! client_store {
                         .bind(client.can_introspect)
                         .bind(client.disabled)
                         .bind(DbTime(client.created_at))
+                        .bind(client.secret_created_at.map(DbTime))
+                        .bind(seconds(client.secret_max_age))
                         .execute(&mut *tx)
                         .await?;
                     Self::announce(&mut tx, topic::CLIENTS, client.created_at).await?;
@@ -88,16 +117,18 @@ macro_rules! client_store {
                 async fn update_client_secret(
                     &self,
                     client_id: &str,
-                    secret: &ClientSecretHash,
+                    rotation: &SecretRotation<'_>,
                     now: OffsetDateTime,
                 ) -> Result<Update, StoreError> {
-                    let (digest, phc) = secret_columns(secret);
+                    let (digest, phc) = secret_columns(rotation.secret);
                     let mut tx = self.begin_write().await?;
                     let updated = sqlx::query(q::UPDATE_SECRET)
                         .bind(client_id)
                         .bind(digest)
                         .bind(phc)
                         .bind(DbTime(now))
+                        .bind(rotation.previous_expires_at.map(DbTime))
+                        .bind(seconds(rotation.secret_max_age))
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
@@ -107,6 +138,83 @@ macro_rules! client_store {
                     Self::announce(&mut tx, topic::CLIENTS, now).await?;
                     tx.commit().await?;
                     Ok(Update::Done)
+                }
+
+                async fn find_clients(
+                    &self,
+                    filter: &ClientFilter,
+                ) -> Result<Vec<Client>, StoreError> {
+                    sqlx::query_as::<_, ClientRow>(&q::FIND_MATCHING)
+                        .bind(filter.unused_since.map(DbTime))
+                        .bind(filter.secret_created_before.map(DbTime))
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(Client::try_from)
+                        .collect()
+                }
+
+                async fn record_client_usage(
+                    &self,
+                    usage: &[(String, ClientUsage)],
+                ) -> Result<(), StoreError> {
+                    if usage.is_empty() {
+                        return Ok(());
+                    }
+                    // Rows are written in id order, as every writer of client rows locks them,
+                    // so two instances flushing at once cannot deadlock.
+                    let mut sorted: Vec<&(String, ClientUsage)> = usage.iter().collect();
+                    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                    let mut tx = self.begin_write().await?;
+                    for (client_id, used) in sorted {
+                        if let Some(at) = used.last_used_at {
+                            sqlx::query(Self::RECORD_LAST_USED)
+                                .bind(client_id)
+                                .bind(DbTime(at))
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        for (scope, at) in &used.scopes {
+                            sqlx::query(Self::RECORD_SCOPE_USAGE)
+                                .bind(client_id)
+                                .bind(scope)
+                                .bind(DbTime(*at))
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn client_usage(
+                    &self,
+                    client_id: Option<&str>,
+                ) -> Result<Vec<(String, ClientUsage)>, StoreError> {
+                    let last_used: Vec<(String, Option<DbTime>)> = sqlx::query_as(q::LAST_USED)
+                        .bind(client_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let scopes: Vec<(String, String, DbTime)> = sqlx::query_as(q::SCOPE_USAGE)
+                        .bind(client_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let mut usage: std::collections::BTreeMap<String, ClientUsage> = last_used
+                        .into_iter()
+                        .map(|(id, at)| {
+                            let used = ClientUsage {
+                                last_used_at: at.map(|t| t.0),
+                                scopes: Vec::new(),
+                            };
+                            (id, used)
+                        })
+                        .collect();
+                    for (id, scope, at) in scopes {
+                        if let Some(used) = usage.get_mut(&id) {
+                            used.issued(&scope, at.0);
+                        }
+                    }
+                    Ok(usage.into_iter().collect())
                 }
 
                 async fn set_client_disabled(

@@ -163,7 +163,7 @@ async fn client_writes_bump_the_clients_topic(backend: Backend) {
         clients,
         "a new secret",
         store
-            .update_client_secret("web", &secret, now)
+            .update_client_secret("web", &super::replace(&secret), now)
             .await
             .unwrap()
     );
@@ -172,7 +172,7 @@ async fn client_writes_bump_the_clients_topic(backend: Backend) {
         &[],
         "an unknown client's secret",
         store
-            .update_client_secret("nobody", &secret, now)
+            .update_client_secret("nobody", &super::replace(&secret), now)
             .await
             .unwrap()
     );
@@ -187,6 +187,18 @@ async fn client_writes_bump_the_clients_topic(backend: Backend) {
         clients,
         "enabling",
         store.set_client_disabled("web", false, now).await.unwrap()
+    );
+    let mut used = tessera::model::ClientUsage::default();
+    used.used(now);
+    used.issued("read", now);
+    bumps!(
+        &fx,
+        &[],
+        "recording use (no instance keeps it in memory)",
+        store
+            .record_client_usage(&[("web".to_owned(), used)])
+            .await
+            .unwrap()
     );
     bumps!(
         &fx,

@@ -1,12 +1,12 @@
 //! Clients: registration, lookup, the secret and the disabled flag.
 
-use tessera::model::{Client, ClientSecretHash, GrantType};
+use tessera::model::{Client, ClientFilter, ClientSecretHash, ClientUsage, GrantType};
 use tessera::store::StoreError;
 
-use super::{Fixture, client, secs, t0};
+use super::{Fixture, client, replace, secs, t0};
 use crate::both_backends;
 use crate::helpers::Backend;
-use tessera::store::Update;
+use tessera::store::{SecretRotation, Update};
 
 /// Every stored field of `actual` equals `expected`'s.
 fn assert_same(actual: &Client, expected: &Client) {
@@ -21,6 +21,9 @@ fn assert_same(actual: &Client, expected: &Client) {
     assert_eq!(actual.disabled, expected.disabled);
     assert_eq!(actual.created_at, expected.created_at);
     assert_eq!(actual.updated_at, expected.updated_at);
+    assert_eq!(actual.secret_created_at, expected.secret_created_at);
+    assert_eq!(actual.secret_max_age, expected.secret_max_age);
+    assert_eq!(actual.previous_secret, expected.previous_secret);
 }
 
 async fn clients_round_trip(backend: Backend) {
@@ -71,7 +74,7 @@ async fn unknown_clients_are_not_found(backend: Backend) {
     assert!(store.find_client("nobody").await.unwrap().is_none());
     assert!(store.find_client("WEB").await.unwrap().is_none());
     let updated = store
-        .update_client_secret("nobody", &ClientSecretHash::Digest([9; 32]), t0())
+        .update_client_secret("nobody", &replace(&ClientSecretHash::Digest([9; 32])), t0())
         .await
         .unwrap();
     assert_eq!(updated, Update::NotFound);
@@ -108,7 +111,7 @@ async fn a_new_secret_replaces_the_old(backend: Backend) {
     store.add_client(&client("other", now)).await.unwrap();
     let later = now + secs(30);
     let updated = store
-        .update_client_secret("web", &ClientSecretHash::Digest([9; 32]), later)
+        .update_client_secret("web", &replace(&ClientSecretHash::Digest([9; 32])), later)
         .await
         .unwrap();
     assert_eq!(updated, Update::Done);
@@ -119,7 +122,7 @@ async fn a_new_secret_replaces_the_old(backend: Backend) {
     // A digest can give way to an operator-chosen secret, and back.
     let phc = ClientSecretHash::Phc("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$bmV3".into());
     let updated = store
-        .update_client_secret("web", &phc, later + secs(1))
+        .update_client_secret("web", &replace(&phc), later + secs(1))
         .await
         .unwrap();
     assert_eq!(updated, Update::Done);
@@ -140,7 +143,11 @@ async fn a_public_client_gets_no_secret(backend: Backend) {
     };
     store.add_client(&public).await.unwrap();
     let updated = store
-        .update_client_secret("spa", &ClientSecretHash::Digest([9; 32]), now + secs(1))
+        .update_client_secret(
+            "spa",
+            &replace(&ClientSecretHash::Digest([9; 32])),
+            now + secs(1),
+        )
         .await
         .unwrap();
     assert_eq!(updated, Update::NotFound);
@@ -179,7 +186,198 @@ async fn clients_are_disabled_and_enabled(backend: Backend) {
     assert_eq!(web.secret, ClientSecretHash::Digest([7; 32]));
 }
 
+/// The replaced secret becomes the previous one, read by the same statement; without an
+/// overlap the previous one is cleared; the max age is set or kept.
+async fn a_rotation_keeps_the_replaced_secret_for_its_overlap(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store();
+    let now = t0();
+    store.add_client(&client("web", now)).await.unwrap();
+    let later = now + secs(30);
+    let new = ClientSecretHash::Digest([9; 32]);
+    let rotation = SecretRotation {
+        secret: &new,
+        previous_expires_at: Some(later + secs(600)),
+        secret_max_age: Some(std::time::Duration::from_secs(3600)),
+    };
+    let updated = store
+        .update_client_secret("web", &rotation, later)
+        .await
+        .unwrap();
+    assert_eq!(updated, Update::Done);
+    let web = store.find_client("web").await.unwrap().unwrap();
+    assert_eq!(web.secret, new);
+    assert_eq!(web.secret_created_at, Some(later));
+    assert_eq!(
+        web.secret_max_age,
+        Some(std::time::Duration::from_secs(3600))
+    );
+    let previous = web.previous_secret.expect("the replaced secret");
+    assert_eq!(previous.secret, ClientSecretHash::Digest([7; 32]));
+    assert_eq!(previous.expires_at, later + secs(600));
+    // Again during the overlap: the secret just replaced is the previous one now.
+    let newer = ClientSecretHash::Digest([10; 32]);
+    let rotation = SecretRotation {
+        secret: &newer,
+        previous_expires_at: Some(later + secs(60)),
+        secret_max_age: None,
+    };
+    store
+        .update_client_secret("web", &rotation, later + secs(1))
+        .await
+        .unwrap();
+    let web = store.find_client("web").await.unwrap().unwrap();
+    assert_eq!(web.previous_secret.unwrap().secret, new);
+    assert_eq!(
+        web.secret_max_age,
+        Some(std::time::Duration::from_secs(3600)),
+        "kept"
+    );
+    // Without an overlap, no previous secret at all.
+    store
+        .update_client_secret("web", &replace(&new), later + secs(2))
+        .await
+        .unwrap();
+    let web = store.find_client("web").await.unwrap().unwrap();
+    assert!(web.previous_secret.is_none());
+    assert_eq!(web.secret, new);
+}
+
+/// Use merges keeping the later time, whichever instance writes last; unknown clients are
+/// skipped; a public client has no secret age.
+async fn recorded_use_merges_and_filters_clients(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store();
+    let now = t0();
+    store
+        .add_client(&client("old", now - secs(1000)))
+        .await
+        .unwrap();
+    store.add_client(&client("web", now)).await.unwrap();
+    let public = Client {
+        secret: ClientSecretHash::None,
+        secret_created_at: None,
+        ..client("spa", now - secs(1000))
+    };
+    store.add_client(&public).await.unwrap();
+    let usage = |used: Option<i64>, scopes: &[(&str, i64)]| {
+        let mut u = ClientUsage::default();
+        if let Some(s) = used {
+            u.used(now + secs(s));
+        }
+        for (scope, s) in scopes {
+            u.issued(scope, now + secs(*s));
+        }
+        u
+    };
+    let later = [
+        ("web".to_owned(), usage(Some(20), &[("read", 20)])),
+        ("gone".to_owned(), usage(Some(20), &[("read", 20)])),
+    ];
+    store.record_client_usage(&later).await.unwrap();
+    // An instance flushing older use afterwards does not move anything back.
+    let earlier = [(
+        "web".to_owned(),
+        usage(Some(10), &[("read", 10), ("write", 10)]),
+    )];
+    store.record_client_usage(&earlier).await.unwrap();
+    let web = store.client_usage(Some("web")).await.unwrap();
+    assert_eq!(web.len(), 1);
+    assert_eq!(web[0].1.last_used_at, Some(now + secs(20)));
+    assert_eq!(web[0].1.scope_last_issued("read"), Some(now + secs(20)));
+    assert_eq!(web[0].1.scope_last_issued("write"), Some(now + secs(10)));
+    let all = store.client_usage(None).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["old", "spa", "web"]);
+    assert_eq!(all[0].1, ClientUsage::default());
+    assert_eq!(fx.count("select count(*) from client_scope_usage").await, 2);
+
+    let ids = |clients: Vec<Client>| -> Vec<String> {
+        clients.into_iter().map(|c| c.client_id).collect()
+    };
+    let every = store.find_clients(&ClientFilter::default()).await.unwrap();
+    assert_eq!(ids(every), ["old", "spa", "web"]);
+    // Unused: last used (or created, never used) at or before the cut-off.
+    let unused = ClientFilter {
+        unused_since: Some(now - secs(1000)),
+        ..ClientFilter::default()
+    };
+    assert_eq!(
+        ids(store.find_clients(&unused).await.unwrap()),
+        ["old", "spa"]
+    );
+    let unused = ClientFilter {
+        unused_since: Some(now + secs(20)),
+        ..ClientFilter::default()
+    };
+    assert_eq!(
+        ids(store.find_clients(&unused).await.unwrap()),
+        ["old", "spa", "web"]
+    );
+    let unused = ClientFilter {
+        unused_since: Some(now + secs(19)),
+        ..ClientFilter::default()
+    };
+    assert_eq!(
+        ids(store.find_clients(&unused).await.unwrap()),
+        ["old", "spa"]
+    );
+    // Old secrets: public clients have none.
+    let old_secrets = ClientFilter {
+        secret_created_before: Some(now - secs(1)),
+        ..ClientFilter::default()
+    };
+    assert_eq!(
+        ids(store.find_clients(&old_secrets).await.unwrap()),
+        ["old"]
+    );
+    let both = ClientFilter {
+        unused_since: Some(now),
+        secret_created_before: Some(now),
+    };
+    assert_eq!(ids(store.find_clients(&both).await.unwrap()), ["old"]);
+}
+
+/// Instances flushing at once, each with its clients in its own order: none deadlocks or
+/// fails, and every stored time is the latest any of them recorded.
+async fn concurrent_flushes_converge_on_the_latest_time(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let now = t0();
+    let ids = ["a", "b", "c", "d"];
+    for id in ids {
+        fx.store().add_client(&client(id, now)).await.unwrap();
+    }
+    let flushes: Vec<_> = (0..8i64)
+        .map(|n| {
+            let store = std::sync::Arc::clone(&fx.store);
+            let mut batch: Vec<(String, ClientUsage)> = ids
+                .iter()
+                .map(|id| {
+                    let mut used = ClientUsage::default();
+                    used.used(now + secs(n));
+                    used.issued("read", now + secs(10 - n));
+                    (id.to_string(), used)
+                })
+                .collect();
+            if n % 2 == 1 {
+                batch.reverse();
+            }
+            tokio::spawn(async move { store.record_client_usage(&batch).await })
+        })
+        .collect();
+    for flush in flushes {
+        flush.await.unwrap().unwrap();
+    }
+    for (_, used) in fx.store().client_usage(None).await.unwrap() {
+        assert_eq!(used.last_used_at, Some(now + secs(7)));
+        assert_eq!(used.scope_last_issued("read"), Some(now + secs(10)));
+    }
+}
+
 both_backends!(
+    concurrent_flushes_converge_on_the_latest_time,
+    a_rotation_keeps_the_replaced_secret_for_its_overlap,
+    recorded_use_merges_and_filters_clients,
     clients_round_trip,
     unknown_clients_are_not_found,
     a_taken_client_id_conflicts,

@@ -105,6 +105,18 @@ pub fn client(client_id: &str, at: OffsetDateTime) -> Client {
         disabled: false,
         created_at: at,
         updated_at: at,
+        secret_created_at: Some(at),
+        secret_max_age: None,
+        previous_secret: None,
+    }
+}
+
+/// A rotation to `secret` that ends the old one at once and keeps the max age.
+pub fn replace(secret: &ClientSecretHash) -> tessera::store::SecretRotation<'_> {
+    tessera::store::SecretRotation {
+        secret,
+        previous_expires_at: None,
+        secret_max_age: None,
     }
 }
 
