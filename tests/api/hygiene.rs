@@ -9,7 +9,7 @@ use time::Duration;
 use time::format_description::well_known::Rfc3339;
 
 use crate::both_backends;
-use crate::helpers::{ADMIN_ID, Backend, TestApp, TestDb, assert_error};
+use crate::helpers::{ADMIN_ID, ADMIN_SECRET, Backend, TestApp, TestDb, assert_error};
 
 const GRANT: [(&str, &str); 1] = [("grant_type", "client_credentials")];
 
@@ -115,6 +115,26 @@ async fn the_old_secret_works_during_the_overlap_then_stops(backend: Backend) {
         grant(&app, "billing", third["client_secret"].as_str().unwrap()).await,
         200
     );
+}
+
+/// The bootstrap admin's operator-chosen (argon2id) secret can be rolled with an overlap too:
+/// the new one is generated, the old one works until the overlap ends.
+async fn the_bootstrap_admin_rolls_its_chosen_secret_with_an_overlap(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let new = rotated(&app, ADMIN_ID, Some(json!({"previous_valid_for": 60}))).await;
+    let new = new["client_secret"].as_str().unwrap().to_owned();
+    assert!(new.starts_with("tss_"));
+    let keys = |secret: &str| {
+        app.get("/admin/keys")
+            .basic_auth(ADMIN_ID, Some(secret))
+            .send()
+    };
+    assert_eq!(keys(ADMIN_SECRET).await.unwrap().status(), 200);
+    assert_eq!(keys(&new).await.unwrap().status(), 200);
+    assert_eq!(keys("wrong-admin-secret-0123").await.unwrap().status(), 401);
+    app.clock.advance(Duration::seconds(60));
+    assert_eq!(keys(ADMIN_SECRET).await.unwrap().status(), 401);
+    assert_eq!(keys(&new).await.unwrap().status(), 200);
 }
 
 async fn without_an_overlap_the_old_secret_stops_at_once(backend: Backend) {
@@ -579,6 +599,7 @@ async fn gauges_count_expiring_expired_and_unused_clients(backend: Backend) {
 both_backends!(
     the_old_secret_works_during_the_overlap_then_stops,
     without_an_overlap_the_old_secret_stops_at_once,
+    the_bootstrap_admin_rolls_its_chosen_secret_with_an_overlap,
     concurrent_rotations_lose_no_shown_secret,
     a_bad_rotation_is_refused_naming_the_parameter_and_changes_nothing,
     secrets_expire_after_the_global_max_age,
