@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use tessera::clock::Clock;
 use time::Duration;
 use time::format_description::well_known::Rfc3339;
 
@@ -59,18 +60,7 @@ async fn grant(app: &TestApp, client_id: &str, secret: &str) -> u16 {
 }
 
 fn at(app: &TestApp, offset: Duration) -> String {
-    (app.clock_now() + offset).format(&Rfc3339).unwrap()
-}
-
-trait Now {
-    fn clock_now(&self) -> time::OffsetDateTime;
-}
-
-impl Now for TestApp {
-    fn clock_now(&self) -> time::OffsetDateTime {
-        use tessera::clock::Clock;
-        self.clock.now()
-    }
+    (app.clock.now() + offset).format(&Rfc3339).unwrap()
 }
 
 async fn the_old_secret_works_during_the_overlap_then_stops(backend: Backend) {
@@ -426,7 +416,7 @@ async fn instances_merge_use_and_the_latest_wins(backend: Backend) {
     let two = TestApp::spawn_on(Arc::clone(&db), |s| s).await;
     let secret = workload(&one, "billing", json!({})).await;
     // Each instance has its own clock: two is 100 s ahead.
-    two.clock.set(one.clock_now() + Duration::seconds(100));
+    two.clock.set(one.clock.now() + Duration::seconds(100));
     let later = at(&two, Duration::ZERO);
     assert!(
         crate::helpers::eventually(std::time::Duration::from_secs(5), || async {
