@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use tessera::clock::Clock;
 use time::Duration;
 use time::format_description::well_known::Rfc3339;
 
 use crate::both_backends;
-use crate::helpers::{ADMIN_ID, Backend, TestApp, TestDb, assert_error};
+use crate::helpers::{ADMIN_ID, ADMIN_SECRET, Backend, TestApp, TestDb, assert_error};
 
 const GRANT: [(&str, &str); 1] = [("grant_type", "client_credentials")];
 
@@ -59,18 +60,7 @@ async fn grant(app: &TestApp, client_id: &str, secret: &str) -> u16 {
 }
 
 fn at(app: &TestApp, offset: Duration) -> String {
-    (app.clock_now() + offset).format(&Rfc3339).unwrap()
-}
-
-trait Now {
-    fn clock_now(&self) -> time::OffsetDateTime;
-}
-
-impl Now for TestApp {
-    fn clock_now(&self) -> time::OffsetDateTime {
-        use tessera::clock::Clock;
-        self.clock.now()
-    }
+    (app.clock.now() + offset).format(&Rfc3339).unwrap()
 }
 
 async fn the_old_secret_works_during_the_overlap_then_stops(backend: Backend) {
@@ -115,6 +105,26 @@ async fn the_old_secret_works_during_the_overlap_then_stops(backend: Backend) {
         grant(&app, "billing", third["client_secret"].as_str().unwrap()).await,
         200
     );
+}
+
+/// The bootstrap admin's operator-chosen (argon2id) secret can be rolled with an overlap too:
+/// the new one is generated, the old one works until the overlap ends.
+async fn the_bootstrap_admin_rolls_its_chosen_secret_with_an_overlap(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let new = rotated(&app, ADMIN_ID, Some(json!({"previous_valid_for": 60}))).await;
+    let new = new["client_secret"].as_str().unwrap().to_owned();
+    assert!(new.starts_with("tss_"));
+    let keys = |secret: &str| {
+        app.get("/admin/keys")
+            .basic_auth(ADMIN_ID, Some(secret))
+            .send()
+    };
+    assert_eq!(keys(ADMIN_SECRET).await.unwrap().status(), 200);
+    assert_eq!(keys(&new).await.unwrap().status(), 200);
+    assert_eq!(keys("wrong-admin-secret-0123").await.unwrap().status(), 401);
+    app.clock.advance(Duration::seconds(60));
+    assert_eq!(keys(ADMIN_SECRET).await.unwrap().status(), 401);
+    assert_eq!(keys(&new).await.unwrap().status(), 200);
 }
 
 async fn without_an_overlap_the_old_secret_stops_at_once(backend: Backend) {
@@ -406,7 +416,7 @@ async fn instances_merge_use_and_the_latest_wins(backend: Backend) {
     let two = TestApp::spawn_on(Arc::clone(&db), |s| s).await;
     let secret = workload(&one, "billing", json!({})).await;
     // Each instance has its own clock: two is 100 s ahead.
-    two.clock.set(one.clock_now() + Duration::seconds(100));
+    two.clock.set(one.clock.now() + Duration::seconds(100));
     let later = at(&two, Duration::ZERO);
     assert!(
         crate::helpers::eventually(std::time::Duration::from_secs(5), || async {
@@ -579,6 +589,7 @@ async fn gauges_count_expiring_expired_and_unused_clients(backend: Backend) {
 both_backends!(
     the_old_secret_works_during_the_overlap_then_stops,
     without_an_overlap_the_old_secret_stops_at_once,
+    the_bootstrap_admin_rolls_its_chosen_secret_with_an_overlap,
     concurrent_rotations_lose_no_shown_secret,
     a_bad_rotation_is_refused_naming_the_parameter_and_changes_nothing,
     secrets_expire_after_the_global_max_age,
