@@ -15,6 +15,7 @@ pub mod policy;
 pub mod refresh;
 pub mod revocations;
 pub mod revoke;
+pub mod status_bits;
 pub mod throttle;
 pub mod token;
 
