@@ -121,9 +121,16 @@ impl Server {
     ) -> std::io::Result<()> {
         let sync = tokio::spawn(Arc::clone(&self.issuer).run_sync());
         let housekeeping = tokio::spawn(Arc::clone(&self.issuer).run_housekeeping());
+        let status_lists = self
+            .issuer
+            .status_lists_enabled()
+            .then(|| tokio::spawn(Arc::clone(&self.issuer).run_status_lists()));
         let result = serve(self.listener, self.router, shutdown, self.shutdown_grace).await;
         sync.abort();
         housekeeping.abort();
+        if let Some(task) = status_lists {
+            task.abort();
+        }
         self.store.close().await;
         result
     }

@@ -108,6 +108,11 @@ impl Settings {
                 refresh_token_absolute_ttl,
                 refresh_reuse_grace,
                 revocation_max_staleness: self.value(&REVOCATION_MAX_STALENESS)?,
+                status_list_ttl: if self.value(&STATUS_LIST)? {
+                    Some(self.value(&STATUS_LIST_TTL)?)
+                } else {
+                    None
+                },
             },
             key_rotation_interval,
             jwks_max_age,

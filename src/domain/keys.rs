@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
 use crate::crypto::keys::{self, JwsRejection, KeyError, Signer, Verifier};
-use crate::model::{KeyState, NewSigningKey, SigningAlg, SigningKey};
+use crate::model::{KeyState, NewSigningKey, SigningAlg, SigningKey, StatusRef};
 use crate::store::{KeyRotation, KeysAdded, Rewrap, Store, StoreError, topic};
 
 /// Tolerated clock difference between instances, for `iat`/`nbf` and for how long a retired
@@ -124,6 +124,53 @@ pub struct AccessTokenClaims {
     pub sid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// draft-ietf-oauth-status-list §6.1: where resource servers find this token's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TokenStatus>,
+}
+
+/// The `status` claim: `{"status_list": {"idx", "uri"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenStatus {
+    pub status_list: StatusListEntry,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusListEntry {
+    pub idx: i64,
+    pub uri: String,
+}
+
+/// The path of a status list under the issuer.
+pub const STATUS_LIST_PATH: &str = "/statuslists/";
+
+impl TokenStatus {
+    pub fn new(issuer: &str, status: StatusRef) -> Self {
+        Self {
+            status_list: StatusListEntry {
+                idx: status.idx,
+                uri: status_list_uri(issuer, status.list_id),
+            },
+        }
+    }
+
+    /// The entry, if the URI names one of `issuer`'s lists.
+    pub fn entry(&self, issuer: &str) -> Option<StatusRef> {
+        let id = self
+            .status_list
+            .uri
+            .strip_prefix(issuer)?
+            .strip_prefix(STATUS_LIST_PATH)?;
+        Some(StatusRef {
+            list_id: id.parse().ok()?,
+            idx: self.status_list.idx,
+        })
+    }
+}
+
+/// `<issuer>/statuslists/<id>`: the list's `sub` and the tokens' `uri`.
+pub fn status_list_uri(issuer: &str, list_id: i64) -> String {
+    format!("{issuer}{STATUS_LIST_PATH}{list_id}")
 }
 
 /// What a minted token is for; the key ring adds iss, iat, exp and jti.
@@ -321,12 +368,27 @@ impl KeyRing {
     /// Mints an RFC 9068 access token with the active key. Touches neither the database nor
     /// the master key: the signer was decrypted when the key set was loaded.
     pub fn mint(&self, request: &AccessTokenRequest<'_>) -> Result<MintedToken, KeyRingError> {
-        let signer = self
-            .snapshot()
+        let signer = self.signer()?;
+        Ok(self.mint_with(&signer, self.clock.now(), request, None)?)
+    }
+
+    /// The active key's signer, for a caller that must know the `kid` before minting (a
+    /// status-list entry is taken from that key's list).
+    pub fn signer(&self) -> Result<Arc<Signer>, KeyRingError> {
+        self.snapshot()
             .signer
             .clone()
-            .ok_or(KeyRingError::NoActiveKey)?;
-        let issued_at = self.clock.now();
+            .ok_or(KeyRingError::NoActiveKey)
+    }
+
+    /// Mints with `signer`, issued at `issued_at`, with a status-list entry if given.
+    pub fn mint_with(
+        &self,
+        signer: &Signer,
+        issued_at: OffsetDateTime,
+        request: &AccessTokenRequest<'_>,
+        status: Option<StatusRef>,
+    ) -> Result<MintedToken, KeyError> {
         let now = issued_at.unix_timestamp();
         let claims = AccessTokenClaims {
             iss: self.issuer.clone(),
@@ -339,6 +401,7 @@ impl KeyRing {
             scope: request.scope.filter(|s| !s.is_empty()).map(str::to_owned),
             sid: request.session_id.map(str::to_owned),
             nbf: None,
+            status: status.map(|s| TokenStatus::new(&self.issuer, s)),
         };
         let payload = serde_json::to_vec(&claims).expect("claims serialise");
         let token = signer.sign(&payload)?;

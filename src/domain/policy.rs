@@ -14,4 +14,6 @@ pub struct TokenPolicy {
     /// Past this without a successful revocation sync, introspection and readiness answer
     /// 503: a partitioned instance must not vouch for tokens revoked meanwhile.
     pub revocation_max_staleness: Duration,
+    /// The Token Status List's `ttl` when lists are on (`TESSERA_STATUS_LIST`), else `None`.
+    pub status_list_ttl: Option<Duration>,
 }

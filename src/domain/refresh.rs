@@ -6,12 +6,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 
-use super::token::{Target, TokenResponse, audience, narrowed_scope};
+use super::token::{Minting, Target, TokenResponse, audience, narrowed_scope};
 use super::{Error, Issuer};
 use crate::crypto::random_bytes;
 use crate::crypto::secrets::sha256;
 use crate::model::{
-    AuditEvent, Client, GrantType, NewRefreshToken, RefreshTokenRecord, RefreshTokenState, Verdict,
+    AuditEvent, Client, GrantType, NewRefreshToken, RefreshTokenRecord, RefreshTokenState,
+    StatusRef, Verdict,
 };
 use crate::store::Consumed;
 
@@ -87,6 +88,7 @@ impl Issuer {
         session_id: uuid::Uuid,
         scope: &str,
         now: OffsetDateTime,
+        access_status: Option<StatusRef>,
     ) -> (RefreshToken, NewRefreshToken) {
         let token = RefreshToken::generate(session_id);
         let record = NewRefreshToken {
@@ -95,6 +97,7 @@ impl Issuer {
             scope: scope.to_owned(),
             created_at: now,
             idle_expires_at: now + self.policy.refresh_token_idle_ttl,
+            access_status,
         };
         (token, record)
     }
@@ -159,7 +162,11 @@ impl Issuer {
         let audience = audience(client, target)?;
         let scope = narrowed_scope(&record.scope, scope)?;
 
-        let (successor, next) = self.new_refresh_token(session_id, &scope, now);
+        // The access token's key and status entry first: the entry is recorded on the
+        // successor's row, which a retry of this rotation reads back.
+        let signer = self.keys.signer()?;
+        let status = self.session_status(&signer).await?;
+        let (successor, next) = self.new_refresh_token(session_id, &scope, now, status);
         // Grace 0 has no retry window: no successor is ever handed back, so none is sealed.
         let sealed = if self.policy.refresh_reuse_grace.is_zero() {
             None
@@ -200,7 +207,12 @@ impl Issuer {
                     &record.user_id.to_string(),
                     audience,
                     &scope,
-                    Some(&sid),
+                    Minting {
+                        session_id: Some(&sid),
+                        signer,
+                        issued_at: now,
+                        status,
+                    },
                 )?;
                 response.refresh_token = Some(successor.expose().to_owned());
                 return Ok(response);
@@ -274,13 +286,20 @@ impl Issuer {
                 tracing::info!(session_id = %record.session_id, "refresh retried inside the window");
                 let sid = record.session_id.to_string();
                 let subject = record.user_id.to_string();
+                // The successor's entry again: it is the one its session's revocation sets.
+                let minting = Minting {
+                    signer: self.keys.signer()?,
+                    session_id: Some(&sid),
+                    issued_at: self.clock.now(),
+                    status: record.successor_status,
+                };
                 let mut response = self.issue(
                     GrantType::RefreshToken,
                     request.client,
                     &subject,
                     audience,
                     &scope,
-                    Some(&sid),
+                    minting,
                 )?;
                 metrics::counter!(crate::metrics::REFRESHES, "outcome" => "retried").increment(1);
                 response.refresh_token = Some(successor);

@@ -160,6 +160,7 @@ mod tests {
             scope: None,
             sid: sid.map(str::to_owned),
             nbf: None,
+            status: None,
         }
     }
 

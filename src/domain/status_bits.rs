@@ -56,7 +56,7 @@ impl StatusBits {
         let end = end.min(self.len() as u64);
         let mut idx = start;
         while idx < end {
-            if idx % 8 == 0 && idx + 8 <= end {
+            if idx.is_multiple_of(8) && idx + 8 <= end {
                 self.bytes[(idx / 8) as usize] = 0xff;
                 idx += 8;
             } else {

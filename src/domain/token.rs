@@ -6,10 +6,13 @@ use std::sync::Arc;
 use serde::Serialize;
 use unicode_normalization::UnicodeNormalization;
 
-use super::keys::AccessTokenRequest;
+use time::OffsetDateTime;
+
+use super::keys::{AccessTokenRequest, KeyRingError};
 use super::throttle::{Principal, Verdict};
 use super::{Error, Issuer};
-use crate::model::{Client, GrantType, Session};
+use crate::crypto::keys::Signer;
+use crate::model::{Client, GrantType, Session, StatusRef};
 
 /// RFC 6749 §5.1. No `Debug`: it carries tokens.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -25,6 +28,16 @@ pub struct TokenResponse {
     /// `tsr_…`: with the password grant (when the client may refresh) and every refresh.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+}
+
+/// How an access token is about to be minted: by which key, issued when, in which session, naming
+/// which status-list entry (taken from that key's list before the session's rows are written).
+pub(crate) struct Minting<'a> {
+    pub signer: Arc<Signer>,
+    pub issued_at: OffsetDateTime,
+    /// The session (`sid`) of a login's or a refresh's token.
+    pub session_id: Option<&'a str>,
+    pub status: Option<StatusRef>,
 }
 
 /// The audience a client asks for: RFC 8707 `resource`, or the `audience` parameter.
@@ -49,13 +62,23 @@ impl Issuer {
         }
         let scope = granted_scope(client, scope)?;
         let audience = audience(client, target)?;
+        let signer = self.keys.signer()?;
+        let issued_at = self.clock.now();
+        let status = self
+            .client_status(&signer, &client.client_id, issued_at)
+            .await?;
         self.issue(
             GrantType::ClientCredentials,
             client,
             &client.client_id,
             audience,
             &scope,
-            None,
+            Minting {
+                session_id: None,
+                signer,
+                issued_at,
+                status,
+            },
         )
     }
 
@@ -122,6 +145,9 @@ impl Issuer {
             }
         };
         self.throttle.settle(attempt, Verdict::Succeeded).await;
+        // The key and the status entry first: the entry is recorded on the session row.
+        let signer = self.keys.signer()?;
+        let status = self.session_status(&signer).await?;
         let now = self.clock.now();
         let session = Session {
             session_id: uuid::Uuid::new_v4(),
@@ -130,11 +156,12 @@ impl Issuer {
             scope: scope.clone(),
             created_at: now,
             expires_at: now + self.policy.refresh_token_absolute_ttl,
+            status,
         };
         // A refresh token when the client may use the refresh_token grant (CONTRACT: POST /token).
         let first = client
             .allows(GrantType::RefreshToken)
-            .then(|| self.new_refresh_token(session.session_id, &scope, now));
+            .then(|| self.new_refresh_token(session.session_id, &scope, now, None));
         let stored = self
             .store
             .add_session(&session, first.as_ref().map(|(_, record)| record))
@@ -162,7 +189,12 @@ impl Issuer {
             &subject,
             audience,
             &scope,
-            Some(&sid),
+            Minting {
+                session_id: Some(&sid),
+                signer,
+                issued_at: now,
+                status,
+            },
         )?;
         response.refresh_token = first.map(|(token, _)| token.expose().to_owned());
         Ok(response)
@@ -175,15 +207,19 @@ impl Issuer {
         subject: &str,
         audience: &str,
         scope: &str,
-        session_id: Option<&str>,
+        minting: Minting<'_>,
     ) -> Result<TokenResponse, Error> {
-        let minted = self.keys.mint(&AccessTokenRequest {
+        let request = AccessTokenRequest {
             subject,
             client_id: &client.client_id,
             audience,
             scope: Some(scope),
-            session_id,
-        })?;
+            session_id: minting.session_id,
+        };
+        let minted = self
+            .keys
+            .mint_with(&minting.signer, minting.issued_at, &request, minting.status)
+            .map_err(KeyRingError::from)?;
         tracing::info!(jti = %minted.claims.jti, sub = %subject, "access token issued");
         let kind = if client.is_public() {
             "public"

@@ -19,6 +19,9 @@ pub struct RefreshTokenRecord {
     pub session_expires_at: OffsetDateTime,
     pub session: SessionState,
     pub user_disabled: bool,
+    /// The status-list entry of the access token issued with its successor, which a retry of
+    /// that rotation hands out again.
+    pub successor_status: Option<super::StatusRef>,
 }
 
 /// Where a refresh token is in its life. A revoked token stays revoked whatever else happened
@@ -179,6 +182,7 @@ mod tests {
             session_expires_at: at(2_000),
             session: SessionState::Live,
             user_disabled: false,
+            successor_status: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - `infra.rs`, `keys.rs`, `clients.rs`, `users.rs`, `sessions.rs`, `revocations.rs`, `audit.rs`,
-//!   `throttle.rs`, `feed.rs`: the traits and the outcome enums their methods return.
+//!   `throttle.rs`, `feed.rs`, `status_lists.rs`: the traits and the outcome enums their methods return.
 //! - `rows.rs`: the rows both backends decode, and the column newtypes (`DbTime`, `DbUuid`,
 //!   `JsonText`, `Digest`) that carry each dialect's encoding.
 //! - `sql/`: statements and method bodies that are the same in both dialects, written once.
@@ -23,6 +23,7 @@ mod revocations;
 pub(crate) mod rows;
 mod sessions;
 mod sql;
+pub mod status_lists;
 mod throttle;
 mod users;
 
@@ -39,6 +40,7 @@ pub use postgres::PgStore;
 pub use revocations::{RevocationAdded, RevocationStore};
 pub use sessions::{Consumed, SessionAdded, SessionRevocation, SessionStore};
 pub use sqlite::SqliteStore;
+pub use status_lists::{BuilderLease, StatusLease, StatusListStore};
 pub use throttle::{Reservation, ThrottleRule, ThrottleStore};
 pub use users::UserStore;
 
@@ -51,6 +53,7 @@ pub trait Store:
     + UserStore
     + SessionStore
     + RevocationStore
+    + StatusListStore
     + AuditStore
     + ThrottleStore
     + ChangeFeed
@@ -67,6 +70,7 @@ impl<T> Store for T where
         + UserStore
         + SessionStore
         + RevocationStore
+        + StatusListStore
         + AuditStore
         + ThrottleStore
         + ChangeFeed

@@ -385,6 +385,8 @@ pub struct RefreshRow {
     session_expires_at: DbTime,
     session_revoked_at: Option<DbTime>,
     user_disabled: bool,
+    successor_status_list_id: Option<i64>,
+    successor_status_idx: Option<i64>,
 }
 
 impl TryFrom<RefreshRow> for RefreshTokenRecord {
@@ -422,6 +424,7 @@ impl TryFrom<RefreshRow> for RefreshTokenRecord {
                 None => SessionState::Live,
             },
             user_disabled: row.user_disabled,
+            successor_status: status_ref(row.successor_status_list_id, row.successor_status_idx),
         })
     }
 }
@@ -480,6 +483,17 @@ impl TryFrom<RevocationRow> for Revocation {
     }
 }
 
+/// A status-list entry from its two nullable columns (both or neither).
+pub(crate) fn status_ref(
+    list_id: Option<i64>,
+    idx: Option<i64>,
+) -> Option<crate::model::StatusRef> {
+    Some(crate::model::StatusRef {
+        list_id: list_id?,
+        idx: idx?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,6 +516,8 @@ mod tests {
             session_expires_at: t,
             session_revoked_at: None,
             user_disabled: false,
+            successor_status_list_id: None,
+            successor_status_idx: None,
         }
     }
 

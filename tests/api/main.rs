@@ -9,6 +9,7 @@ mod keys;
 mod operations;
 mod refresh;
 mod revoke;
+mod status_list;
 mod storage;
 mod store_contract;
 mod throttle;

@@ -19,6 +19,7 @@ mod infra;
 mod keys;
 mod revocations;
 mod sessions;
+mod status_lists;
 mod throttle;
 mod users;
 

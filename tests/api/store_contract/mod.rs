@@ -127,6 +127,7 @@ pub fn session(client: &Client, user: &User, at: OffsetDateTime) -> Session {
         scope: "read write".into(),
         created_at: at,
         expires_at: at + Duration::days(30),
+        status: None,
     }
 }
 
@@ -142,6 +143,7 @@ pub fn token(session: &Session, n: u8, at: OffsetDateTime) -> NewRefreshToken {
         scope: session.scope.clone(),
         created_at: at,
         idle_expires_at: at + Duration::days(1),
+        access_status: None,
     }
 }
 
