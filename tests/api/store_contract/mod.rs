@@ -10,6 +10,7 @@ mod keys;
 mod purge;
 mod revocations;
 mod sessions;
+mod status_lists;
 mod throttle;
 mod users;
 
