@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tessera::store::{BuilderLease, StatusListStore};
+use tessera::store::BuilderLease;
 
 use super::{Fixture, secs, t0};
 use crate::both_backends;
