@@ -49,7 +49,7 @@ fn main() {
             assert!(decoded.count() as usize <= revoked);
             let compressed = lst.len() * 3 / 4;
             println!(
-                "| {} M | {} % | {:.1} ms | {:.1} ms | {} | {} |",
+                "| {} M | {} % | {:.2} ms | {:.1} ms | {} | {} |",
                 size / 1_000_000,
                 rate * 100.0,
                 build * 1e3,

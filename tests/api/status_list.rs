@@ -404,6 +404,26 @@ async fn client_revocation_sets_its_tokens_bits_and_later_tokens_are_clear(backe
     )
     .await;
     assert!(marked(&app, &machine).await && !marked(&app, &later).await);
+    assert!(marked(&app, &disabled).await);
+
+    // Enabled again: what only the disable made inactive is live again, and clear again.
+    let response = app
+        .admin(Method::PATCH, &format!("/admin/clients/{}", w.other.0))
+        .json(&json!({"disabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_bits_follow_introspection(
+        &app,
+        &[
+            ("enabled again: machine", &disabled),
+            ("enabled again: session", &others_session),
+            ("client_id: still revoked", &machine),
+        ],
+    )
+    .await;
+    assert!(!marked(&app, &disabled).await);
 }
 
 async fn a_key_revocation_sets_its_lists_and_spares_the_next_keys_tokens(backend: Backend) {
