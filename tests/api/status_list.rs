@@ -162,6 +162,23 @@ async fn revoke(app: &TestApp, auth: (&str, &str), form: &[(&str, &str)]) {
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }
 
+/// PATCH an admin resource's `disabled` flag.
+async fn set_disabled(app: &TestApp, path: &str, disabled: bool) {
+    let response = app
+        .admin(Method::PATCH, path)
+        .json(&json!({ "disabled": disabled }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let response = app.get(path).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
 async fn active(app: &TestApp, token: &str) -> bool {
     let response = app
         .request(Method::POST, "/introspect")
@@ -238,28 +255,14 @@ async fn tokens_name_an_entry_of_a_signed_list_served_with_cache_headers(backend
     assert_eq!(header(&jwt)["typ"], "statuslist+jwt");
 
     // The aggregation names the list, and the metadata names the aggregation.
-    let aggregation: Value = app
-        .get("/statuslists")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let aggregation: Value = get_json(&app, "/statuslists").await;
     assert!(
         aggregation["status_lists"]
             .as_array()
             .unwrap()
             .contains(&json!(entries[0].0))
     );
-    let metadata: Value = app
-        .get("/.well-known/oauth-authorization-server")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata: Value = get_json(&app, "/.well-known/oauth-authorization-server").await;
     assert_eq!(
         metadata["status_list_aggregation_endpoint"],
         format!("{}/statuslists", app.url)
@@ -350,13 +353,7 @@ async fn offboarding_and_disabling_set_the_bits_of_what_they_revoked(backend: Ba
     let machine = machine_token(&app, &w.client).await;
     revoke(&app, ADMIN, &[("subject", &w.alice)]).await;
     revoke(&app, ADMIN, &[("username", "bob"), ("disable", "true")]).await;
-    let response = app
-        .admin(Method::PATCH, &format!("/admin/users/{carol}"))
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    set_disabled(&app, &format!("/admin/users/{carol}"), true).await;
     assert!(!dave.is_empty() && !w.bob.is_empty());
     assert_bits_follow_introspection(
         &app,
@@ -384,13 +381,7 @@ async fn client_revocation_sets_its_tokens_bits_and_later_tokens_are_clear(backe
     let later = machine_token(&app, &w.client).await;
     // Disabling by PATCH: everything the client was issued.
     let disabled = machine_token(&app, &w.other).await;
-    let response = app
-        .admin(Method::PATCH, &format!("/admin/clients/{}", w.other.0))
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    set_disabled(&app, &format!("/admin/clients/{}", w.other.0), true).await;
     assert_bits_follow_introspection(
         &app,
         &[
@@ -407,13 +398,7 @@ async fn client_revocation_sets_its_tokens_bits_and_later_tokens_are_clear(backe
     assert!(marked(&app, &disabled).await);
 
     // Enabled again: what only the disable made inactive is live again, and clear again.
-    let response = app
-        .admin(Method::PATCH, &format!("/admin/clients/{}", w.other.0))
-        .json(&json!({"disabled": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    set_disabled(&app, &format!("/admin/clients/{}", w.other.0), false).await;
     assert_bits_follow_introspection(
         &app,
         &[
@@ -451,14 +436,7 @@ async fn a_key_revocation_sets_its_lists_and_spares_the_next_keys_tokens(backend
     // The revoked key's list is all ones, and no longer aggregated.
     let old = bits(&app, &entry(&machine).0).await;
     assert_eq!(old.count(), old.len() as u64);
-    let aggregation: Value = app
-        .get("/statuslists")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let aggregation: Value = get_json(&app, "/statuslists").await;
     assert_eq!(aggregation["status_lists"], json!([entry(&after).0]));
 }
 
@@ -587,14 +565,7 @@ async fn the_switch_turns_status_lists_off(backend: Backend) {
         "not_found",
     )
     .await;
-    let metadata: Value = app
-        .get("/.well-known/oauth-authorization-server")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata: Value = get_json(&app, "/.well-known/oauth-authorization-server").await;
     assert!(metadata.get("status_list_aggregation_endpoint").is_none());
 }
 
