@@ -201,13 +201,38 @@ impl Issuer {
     }
 
     /// One builder pass: rebuilds every list that may still matter whose stored token is older
-    /// than the last change or half its `ttl`. `None` when another instance holds the builder
-    /// lease (it builds), else how many lists were rebuilt.
+    /// than the last change or half its `ttl`. `None` when there was work but another instance
+    /// holds the builder lease (it builds), else how many lists were rebuilt.
     pub async fn build_status_lists(&self) -> Result<Option<usize>, Error> {
         let Some(ttl) = self.status_lists.ttl else {
             return Ok(Some(0));
         };
         let now = self.clock.now();
+        // The version first: whatever is read after it reflects at least that version.
+        // Revocations, keys (a revoked key) and clients (a disabled client): all the bits
+        // depend on.
+        let versions = self.store.change_versions().await?;
+        let version = [topic::REVOCATIONS, topic::KEYS, topic::CLIENTS]
+            .into_iter()
+            .map(|t| super::feed_version(&versions, t))
+            .sum();
+        let stale: Vec<StatusListInfo> = self
+            .store
+            .list_status_lists()
+            .await?
+            .into_iter()
+            .filter(|list| self.may_be_referenced(list, now, true))
+            .filter(|list| {
+                let fresh = list
+                    .built_at
+                    .is_some_and(|at| at + ttl / 2 > now && at <= now);
+                list.built_version != version || !fresh
+            })
+            .collect();
+        // A pass with nothing to do writes nothing (on SQLite every write takes the one lock).
+        if stale.is_empty() {
+            return Ok(Some(0));
+        }
         let lease = self
             .store
             .acquire_status_builder(&self.status_lists.holder, now, now + BUILDER_LEASE)
@@ -215,26 +240,9 @@ impl Issuer {
         if lease == BuilderLease::HeldElsewhere {
             return Ok(None);
         }
-        // The version first: whatever is read after it reflects at least that version.
-        let versions = self.store.change_versions().await?;
-        // Revocations, keys (a revoked key) and clients (a disabled client): all the bits
-        // depend on.
-        let version = [topic::REVOCATIONS, topic::KEYS, topic::CLIENTS]
-            .into_iter()
-            .map(|t| super::feed_version(&versions, t))
-            .sum();
         let signer = self.keys.signer()?;
         let mut rebuilt = 0;
-        for list in self.store.list_status_lists().await? {
-            if !self.may_be_referenced(&list, now, true) {
-                continue;
-            }
-            let fresh = list
-                .built_at
-                .is_some_and(|at| at + ttl / 2 > now && at <= now);
-            if list.built_version == version && fresh {
-                continue;
-            }
+        for list in stale {
             let inputs = self.store.status_inputs(list.list_id, now).await?;
             let bits = list_bits(&list, &inputs);
             self.store_list(&signer, list.list_id, &bits, version)
