@@ -29,6 +29,7 @@ pub struct StatusListAggregation {
         (status = 200, description = "A Status List Token (`typ: statuslist+jwt`, signed by a key of the JWKS): claims `sub`, `iat`, `exp`, `ttl`, `status_list: {bits: 1, lst}`",
             content_type = "application/statuslist+jwt", body = String,
             headers(("cache-control" = String, description = "public, max-age=TESSERA_STATUS_LIST_TTL"), ("etag" = String),
+                ("access-control-allow-origin" = String, description = "`*`: public, for browser-based relying parties"),
                 ("content-encoding" = String, description = "gzip when asked for"))),
         (status = 304, description = "The list still has the ETag sent in If-None-Match", headers(("etag" = String))),
         ErrorResponses<{ BAD_REQUEST | NOT_FOUND | UNAVAILABLE }>,
@@ -66,6 +67,11 @@ pub async fn get(
             HeaderValue::from_str(&etag).expect("hex in quotes"),
         ),
         (header::VARY, HeaderValue::from_static("accept-encoding")),
+        // §8.1: browser-based relying parties may fetch it; it is public and carries no cookie.
+        (
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        ),
     ];
     if if_none_match(&request, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
