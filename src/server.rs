@@ -124,10 +124,17 @@ impl Server {
         let sync = tokio::spawn(Arc::clone(&self.issuer).run_sync());
         let housekeeping = tokio::spawn(Arc::clone(&self.issuer).run_housekeeping());
         let usage = tokio::spawn(Arc::clone(&self.issuer).run_usage());
+        let status_lists = self
+            .issuer
+            .status_lists_enabled()
+            .then(|| tokio::spawn(Arc::clone(&self.issuer).run_status_lists()));
         let result = serve(self.listener, self.router, shutdown, self.shutdown_grace).await;
         sync.abort();
         housekeeping.abort();
         usage.abort();
+        if let Some(task) = status_lists {
+            task.abort();
+        }
         // After the drain, so the last requests' use is in it: at most a minute is lost only
         // when an instance dies without a drain.
         if let Err(error) = self.issuer.flush_usage().await {

@@ -109,6 +109,11 @@ impl Settings {
                 refresh_reuse_grace,
                 revocation_max_staleness: self.value(&REVOCATION_MAX_STALENESS)?,
                 client_secret_max_age: self.get(&CLIENT_SECRET_MAX_AGE)?,
+                status_list_ttl: if self.value(&STATUS_LIST)? {
+                    Some(self.value(&STATUS_LIST_TTL)?)
+                } else {
+                    None
+                },
             },
             key_rotation_interval,
             jwks_max_age,

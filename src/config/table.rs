@@ -333,6 +333,22 @@ pub(super) const CLIENT_SECRET_MAX_AGE: Setting<Duration> = Setting {
     constraint: None,
 };
 
+pub(super) const STATUS_LIST: Setting<bool> = Setting {
+    key: "status_list",
+    default: Initial::Value("true"),
+    parser: &Bool,
+    meaning: "access tokens carry a `status` claim and `/statuslists` serves the Token Status Lists",
+    constraint: None,
+};
+
+pub(super) const STATUS_LIST_TTL: Setting<Duration> = Setting {
+    key: "status_list_ttl",
+    default: Initial::Value("60"),
+    parser: &Seconds { min: 10, max: 3600 },
+    meaning: "`ttl` of the status lists and their `Cache-Control: max-age`: a revocation reaches every list within it, seconds",
+    constraint: None,
+};
+
 pub(super) const REQUEST_TIMEOUT: Setting<Duration> = Setting {
     key: "request_timeout",
     default: Initial::Value("15"),
@@ -395,6 +411,8 @@ pub(super) const ALL: &[&dyn Row] = &[
     &JWKS_MAX_AGE,
     &REVOCATION_MAX_STALENESS,
     &CLIENT_SECRET_MAX_AGE,
+    &STATUS_LIST,
+    &STATUS_LIST_TTL,
     &REQUEST_TIMEOUT,
     &SHUTDOWN_GRACE,
     &TRUSTED_PROXIES,

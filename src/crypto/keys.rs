@@ -155,11 +155,21 @@ impl Signer {
     /// A compact JWS (RFC 7515 §7.1) of `payload` with header `{alg, typ: at+jwt, kid}`. The
     /// header is encoded once per key.
     pub fn sign(&self, payload: &[u8]) -> Result<String, KeyError> {
+        self.sign_with_header(&self.encoded_header, payload)
+    }
+
+    /// A compact JWS with header `{alg, typ, kid}`, for what is not an access token (a Token
+    /// Status List is `statuslist+jwt`, draft-ietf-oauth-status-list §5.1).
+    pub fn sign_typed(&self, typ: &str, payload: &[u8]) -> Result<String, KeyError> {
+        let header = serde_json::json!({ "alg": self.alg.as_str(), "typ": typ, "kid": self.kid });
+        self.sign_with_header(&base64url(header.to_string().as_bytes()), payload)
+    }
+
+    fn sign_with_header(&self, encoded_header: &str, payload: &[u8]) -> Result<String, KeyError> {
         use base64::Engine;
         let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut token =
-            String::with_capacity(self.encoded_header.len() + payload.len() * 4 / 3 + 100);
-        token.push_str(&self.encoded_header);
+        let mut token = String::with_capacity(encoded_header.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(encoded_header);
         token.push('.');
         engine.encode_string(payload, &mut token);
         match &self.inner {

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
 use crate::crypto::keys::{self, JwsRejection, KeyError, Signer, Verifier};
-use crate::model::{KeyState, NewSigningKey, SigningAlg, SigningKey};
+use crate::model::{KeyState, NewSigningKey, SigningAlg, SigningKey, StatusRef};
 use crate::store::{KeyRotation, KeysAdded, Rewrap, Store, StoreError, topic};
 
 /// Tolerated clock difference between instances, for `iat`/`nbf` and for how long a retired
@@ -127,6 +127,53 @@ pub struct AccessTokenClaims {
     /// RFC 9068 §2.2.3.1: the roles that granted the token's scopes (user tokens only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// draft-ietf-oauth-status-list §6.1: where resource servers find this token's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TokenStatus>,
+}
+
+/// The `status` claim: `{"status_list": {"idx", "uri"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenStatus {
+    pub status_list: StatusListEntry,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusListEntry {
+    pub idx: i64,
+    pub uri: String,
+}
+
+/// The path of a status list under the issuer.
+pub const STATUS_LIST_PATH: &str = "/statuslists/";
+
+impl TokenStatus {
+    pub fn new(issuer: &str, status: StatusRef) -> Self {
+        Self {
+            status_list: StatusListEntry {
+                idx: status.idx,
+                uri: status_list_uri(issuer, status.list_id),
+            },
+        }
+    }
+
+    /// The entry, if the URI names one of `issuer`'s lists.
+    pub fn entry(&self, issuer: &str) -> Option<StatusRef> {
+        let id = self
+            .status_list
+            .uri
+            .strip_prefix(issuer)?
+            .strip_prefix(STATUS_LIST_PATH)?;
+        Some(StatusRef {
+            list_id: id.parse().ok()?,
+            idx: self.status_list.idx,
+        })
+    }
+}
+
+/// `<issuer>/statuslists/<id>`: the list's `sub` and the tokens' `uri`.
+pub fn status_list_uri(issuer: &str, list_id: i64) -> String {
+    format!("{issuer}{STATUS_LIST_PATH}{list_id}")
 }
 
 /// What a minted token is for; the key ring adds iss, iat, exp and jti.
@@ -329,12 +376,29 @@ impl KeyRing {
     /// Mints an RFC 9068 access token with the active key. Touches neither the database nor
     /// the master key: the signer was decrypted when the key set was loaded.
     pub fn mint(&self, request: &AccessTokenRequest<'_>) -> Result<MintedToken, KeyRingError> {
-        let signer = self
-            .snapshot()
+        let signer = self.signer()?;
+        let issued_at = request.issued_at.unwrap_or_else(|| self.clock.now());
+        Ok(self.mint_with(&signer, issued_at, request, None)?)
+    }
+
+    /// The active key's signer, for a caller that must know the `kid` before minting (a
+    /// status-list entry is taken from that key's list).
+    pub fn signer(&self) -> Result<Arc<Signer>, KeyRingError> {
+        self.snapshot()
             .signer
             .clone()
-            .ok_or(KeyRingError::NoActiveKey)?;
-        let issued_at = request.issued_at.unwrap_or_else(|| self.clock.now());
+            .ok_or(KeyRingError::NoActiveKey)
+    }
+
+    /// Mints with `signer`, issued at `issued_at` (the request's own is ignored), with a
+    /// status-list entry if given.
+    pub fn mint_with(
+        &self,
+        signer: &Signer,
+        issued_at: OffsetDateTime,
+        request: &AccessTokenRequest<'_>,
+        status: Option<StatusRef>,
+    ) -> Result<MintedToken, KeyError> {
         let now = issued_at.unix_timestamp();
         let claims = AccessTokenClaims {
             iss: self.issuer.clone(),
@@ -351,6 +415,7 @@ impl KeyRing {
                 .roles
                 .filter(|r| !r.is_empty())
                 .map(<[String]>::to_vec),
+            status: status.map(|s| TokenStatus::new(&self.issuer, s)),
         };
         let payload = serde_json::to_vec(&claims).expect("claims serialise");
         let token = signer.sign(&payload)?;

@@ -16,6 +16,8 @@ pub mod refresh;
 pub mod revocations;
 pub mod revoke;
 pub mod roles;
+pub mod status_bits;
+pub mod status_lists;
 pub mod throttle;
 pub mod token;
 pub mod usage;
@@ -164,6 +166,7 @@ pub struct Issuer {
     master_key: Arc<crate::crypto::MasterKey>,
     policy: TokenPolicy,
     issuer: String,
+    status_lists: status_lists::StatusLists,
     /// Passes of [`Issuer::sync`] so far (for operators and tests: a burst of notifications
     /// costs one pass, not one each).
     sync_passes: std::sync::atomic::AtomicU64,
@@ -198,6 +201,7 @@ impl Issuer {
             throttle,
             passwords,
             master_key,
+            status_lists: status_lists::StatusLists::new(policy.status_list_ttl),
             policy,
             issuer,
             sync_passes: Default::default(),

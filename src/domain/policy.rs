@@ -16,4 +16,6 @@ pub struct TokenPolicy {
     pub revocation_max_staleness: Duration,
     /// A generated client secret older than this is refused, unless its client has its own.
     pub client_secret_max_age: Option<Duration>,
+    /// The Token Status List's `ttl` when lists are on (`TESSERA_STATUS_LIST`), else `None`.
+    pub status_list_ttl: Option<Duration>,
 }

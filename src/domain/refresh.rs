@@ -6,12 +6,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 
-use super::token::{Target, TokenResponse, UserGrant, audience, narrowed_scope};
+use super::token::{Minting, Target, TokenResponse, audience, narrowed_scope};
 use super::{Error, Issuer};
 use crate::crypto::random_bytes;
 use crate::crypto::secrets::sha256;
 use crate::model::{
-    AuditEvent, Client, GrantType, NewRefreshToken, RefreshTokenRecord, RefreshTokenState, Verdict,
+    AuditEvent, Client, GrantType, NewRefreshToken, RefreshTokenRecord, RefreshTokenState,
+    StatusRef, Verdict,
 };
 use crate::store::Consumed;
 
@@ -102,6 +103,7 @@ impl Issuer {
         session_id: uuid::Uuid,
         scope: &str,
         now: OffsetDateTime,
+        access_status: Option<StatusRef>,
     ) -> (RefreshToken, NewRefreshToken) {
         let token = RefreshToken::generate(session_id);
         let record = NewRefreshToken {
@@ -110,6 +112,7 @@ impl Issuer {
             scope: scope.to_owned(),
             created_at: now,
             idle_expires_at: now + self.policy.refresh_token_idle_ttl,
+            access_status,
         };
         (token, record)
     }
@@ -155,7 +158,7 @@ impl Issuer {
             return Err(Error::UnauthorizedClient);
         }
         let (session_id, digest) = parse_refresh_token(presented).ok_or(Error::InvalidGrant)?;
-        // Before the lookup that reads the user's roles: see `UserGrant`.
+        // Before the lookup that reads the user's roles: see `Minting`.
         let issued_at = self.clock.now();
         let record = self
             .store
@@ -177,14 +180,13 @@ impl Issuer {
         }
         let audience = audience(client, target)?;
         let scope = held_scope(&record, &record.scope, scope)?;
-        let grant = UserGrant {
-            subject: record.user_id.to_string(),
-            session_id: session_id.to_string(),
-            roles: record.held_roles.granting(&scope),
-            issued_at,
-        };
+        let roles = record.held_roles.granting(&scope);
 
-        let (successor, next) = self.new_refresh_token(session_id, &scope, now);
+        // The access token's key and status entry first: the entry is recorded on the
+        // successor's row, which a retry of this rotation reads back.
+        let signer = self.keys.signer()?;
+        let status = self.session_status(&signer).await?;
+        let (successor, next) = self.new_refresh_token(session_id, &scope, now, status);
         // Grace 0 has no retry window: no successor is ever handed back, so none is sealed.
         let sealed = if self.policy.refresh_reuse_grace.is_zero() {
             None
@@ -218,12 +220,21 @@ impl Issuer {
             Consumed::Rotated => {
                 tracing::info!(session_id = %session_id, "refresh token rotated");
                 metrics::counter!(crate::metrics::REFRESHES, "outcome" => "rotated").increment(1);
+                let sid = session_id.to_string();
+                let subject = record.user_id.to_string();
                 let mut response = self.issue(
                     GrantType::RefreshToken,
                     client,
+                    &subject,
                     audience,
                     &scope,
-                    Some(&grant),
+                    Minting {
+                        session_id: Some(&sid),
+                        signer,
+                        issued_at,
+                        status,
+                        roles: &roles,
+                    },
                 )?;
                 response.refresh_token = Some(successor.expose().to_owned());
                 return Ok(response);
@@ -297,19 +308,25 @@ impl Issuer {
                 // The successor is handed out under the rules it would meet itself.
                 let audience = audience(request.client, request.target)?;
                 let scope = held_scope(record, granted_scope, request.scope)?;
-                let grant = UserGrant {
-                    subject: record.user_id.to_string(),
-                    session_id: record.session_id.to_string(),
-                    roles: record.held_roles.granting(&scope),
-                    issued_at,
-                };
+                let roles = record.held_roles.granting(&scope);
                 tracing::info!(session_id = %record.session_id, "refresh retried inside the window");
+                let sid = record.session_id.to_string();
+                let subject = record.user_id.to_string();
+                // The successor's entry again: it is the one its session's revocation sets.
+                let minting = Minting {
+                    signer: self.keys.signer()?,
+                    session_id: Some(&sid),
+                    issued_at,
+                    status: record.successor_status,
+                    roles: &roles,
+                };
                 let mut response = self.issue(
                     GrantType::RefreshToken,
                     request.client,
+                    &subject,
                     audience,
                     &scope,
-                    Some(&grant),
+                    minting,
                 )?;
                 metrics::counter!(crate::metrics::REFRESHES, "outcome" => "retried").increment(1);
                 response.refresh_token = Some(successor);

@@ -254,6 +254,7 @@ mod tests {
             sid: sid.map(str::to_owned),
             nbf: None,
             roles: None,
+            status: None,
         }
     }
 

@@ -147,7 +147,15 @@ impl Issuer {
         let event = event.with_subject(claims.sub.clone(), session);
         let added = self
             .store
-            .add_revocation(RevocationKind::Jti, &claims.jti, now, expires_at, &event)
+            .add_revocation(
+                RevocationKind::Jti,
+                &claims.jti,
+                now,
+                expires_at,
+                &event,
+                // Its status-list entry is set with it (siblings sharing the entry with it too).
+                claims.status.as_ref().and_then(|s| s.entry(&self.issuer)),
+            )
             .await?;
         if added == RevocationAdded::AlreadyRevoked {
             return Ok(());

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use serde::Serialize;
 use unicode_normalization::UnicodeNormalization;
 
-use super::keys::AccessTokenRequest;
+use time::OffsetDateTime;
+
+use super::keys::{AccessTokenRequest, KeyRingError};
 use super::throttle::{Principal, Verdict};
 use super::{Error, Issuer};
-use crate::model::{Client, GrantType, HeldRoles, Session};
+use crate::crypto::keys::Signer;
+use crate::model::{Client, GrantType, HeldRoles, Session, StatusRef};
 
 /// RFC 6749 §5.1. No `Debug`: it carries tokens.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -27,14 +30,19 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
-/// What a user's token has that a client's own does not: the user as `sub`, its session
-/// (`sid`), the roles that granted its scope (its `roles` claim), and when it counts as issued
-/// (just before those roles were read).
-pub(crate) struct UserGrant {
-    pub subject: String,
-    pub session_id: String,
-    pub roles: Vec<String>,
-    pub issued_at: time::OffsetDateTime,
+/// How an access token is about to be minted: by which key, issued when (a user's token: just
+/// before the user's roles were read, so a role change committed after the read has a later
+/// cut-off and reaches it), in which session, naming which status-list entry (taken from that
+/// key's list before the session's rows are written), through which roles.
+pub(crate) struct Minting<'a> {
+    pub signer: Arc<Signer>,
+    pub issued_at: OffsetDateTime,
+    /// The session (`sid`) of a login's or a refresh's token.
+    pub session_id: Option<&'a str>,
+    pub status: Option<StatusRef>,
+    /// The roles that granted a user's token its scope (its `roles` claim); none for a
+    /// client's own.
+    pub roles: &'a [String],
 }
 
 /// The audience a client asks for: RFC 8707 `resource`, or the `audience` parameter.
@@ -59,7 +67,25 @@ impl Issuer {
         }
         let scope = granted_scope(client, scope)?;
         let audience = audience(client, target)?;
-        self.issue(GrantType::ClientCredentials, client, audience, &scope, None)
+        let signer = self.keys.signer()?;
+        let issued_at = self.clock.now();
+        let status = self
+            .client_status(&signer, &client.client_id, issued_at)
+            .await?;
+        self.issue(
+            GrantType::ClientCredentials,
+            client,
+            &client.client_id,
+            audience,
+            &scope,
+            Minting {
+                session_id: None,
+                signer,
+                issued_at,
+                status,
+                roles: &[],
+            },
+        )
     }
 
     /// RFC 6749 §4.3. Unknown user, wrong password and disabled user are the same
@@ -132,6 +158,9 @@ impl Issuer {
         let held = self.store.held_roles(user.user_id).await?;
         let scope = user_scope(client, &scope, requested.is_some(), &held)?;
         let roles = held.granting(&scope);
+        // The key and the status entry first: the entry is recorded on the session row.
+        let signer = self.keys.signer()?;
+        let status = self.session_status(&signer).await?;
         let now = self.clock.now();
         let session = Session {
             session_id: uuid::Uuid::new_v4(),
@@ -140,11 +169,12 @@ impl Issuer {
             scope: scope.clone(),
             created_at: now,
             expires_at: now + self.policy.refresh_token_absolute_ttl,
+            status,
         };
         // A refresh token when the client may use the refresh_token grant (CONTRACT: POST /token).
         let first = client
             .allows(GrantType::RefreshToken)
-            .then(|| self.new_refresh_token(session.session_id, &scope, now));
+            .then(|| self.new_refresh_token(session.session_id, &scope, now, None));
         let stored = self
             .store
             .add_session(&session, first.as_ref().map(|(_, record)| record))
@@ -165,14 +195,21 @@ impl Issuer {
         event.client_id = Some(client.client_id.clone());
         event.session_id = Some(session.session_id);
         self.record(event).await;
-        let grant = UserGrant {
-            subject: user.user_id.to_string(),
-            session_id: sid,
-            roles,
-            issued_at,
-        };
-        let mut response =
-            self.issue(GrantType::Password, client, audience, &scope, Some(&grant))?;
+        let subject = user.user_id.to_string();
+        let mut response = self.issue(
+            GrantType::Password,
+            client,
+            &subject,
+            audience,
+            &scope,
+            Minting {
+                session_id: Some(&sid),
+                signer,
+                issued_at,
+                status,
+                roles: &roles,
+            },
+        )?;
         response.refresh_token = first.map(|(token, _)| token.expose().to_owned());
         Ok(response)
     }
@@ -181,20 +218,24 @@ impl Issuer {
         &self,
         grant: GrantType,
         client: &Client,
+        subject: &str,
         audience: &str,
         scope: &str,
-        user: Option<&UserGrant>,
+        minting: Minting<'_>,
     ) -> Result<TokenResponse, Error> {
-        let subject = user.map_or(client.client_id.as_str(), |u| u.subject.as_str());
-        let minted = self.keys.mint(&AccessTokenRequest {
+        let request = AccessTokenRequest {
             subject,
             client_id: &client.client_id,
             audience,
             scope: Some(scope),
-            session_id: user.map(|u| u.session_id.as_str()),
-            roles: user.map(|u| u.roles.as_slice()),
-            issued_at: user.map(|u| u.issued_at),
-        })?;
+            session_id: minting.session_id,
+            roles: Some(minting.roles).filter(|r| !r.is_empty()),
+            issued_at: None,
+        };
+        let minted = self
+            .keys
+            .mint_with(&minting.signer, minting.issued_at, &request, minting.status)
+            .map_err(KeyRingError::from)?;
         tracing::info!(jti = %minted.claims.jti, sub = %subject, "access token issued");
         self.usage
             .issued(&client.client_id, scope, self.clock.now());

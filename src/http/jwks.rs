@@ -97,7 +97,7 @@ pub async fn get(State(app): State<AppState>, request: HeaderMap) -> Response {
 }
 
 /// RFC 9110 §13.1.2: a list of entity tags or `*`; weak comparison is allowed for GET.
-fn if_none_match(request: &HeaderMap, etag: &str) -> bool {
+pub(crate) fn if_none_match(request: &HeaderMap, etag: &str) -> bool {
     request
         .get_all(header::IF_NONE_MATCH)
         .iter()

@@ -32,6 +32,9 @@ pub struct Metadata<'a> {
     #[schema(value_type = Vec<String>)]
     introspection_endpoint_auth_methods_supported: [&'a str; 2],
     scopes_supported: Vec<String>,
+    /// draft-ietf-oauth-status-list §9.1: `GET /statuslists`; absent when lists are off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_list_aggregation_endpoint: Option<String>,
 }
 
 #[utoipa::path(
@@ -56,6 +59,10 @@ pub async fn get(State(app): State<AppState>) -> Response {
             "client_secret_post",
         ],
         scopes_supported: app.issuer.registry().scopes(),
+        status_list_aggregation_endpoint: app
+            .issuer
+            .status_lists_enabled()
+            .then(|| format!("{issuer}/statuslists")),
     };
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],

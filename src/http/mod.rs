@@ -42,6 +42,7 @@ mod openapi;
 mod refresh;
 mod revoke;
 pub mod source;
+mod statuslists;
 mod token;
 
 pub use error::ApiError;
@@ -118,6 +119,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             get(metadata::get),
         )
         .route("/.well-known/jwks.json", get(jwks::get))
+        .route("/statuslists", get(statuslists::aggregation))
+        .route("/statuslists/{id}", get(statuslists::get))
         .route("/token", post(token::post))
         .route("/refresh", post(refresh::post))
         .route("/revoke", post(revoke::post))

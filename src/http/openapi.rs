@@ -44,6 +44,8 @@ pub async fn get(State(app): State<AppState>) -> Response {
         super::health::readyz,
         super::metadata::get,
         super::jwks::get,
+        super::statuslists::get,
+        super::statuslists::aggregation,
         super::token::post,
         super::refresh::post,
         super::revoke::post,
@@ -71,7 +73,7 @@ pub async fn get(State(app): State<AppState>) -> Response {
     modifiers(&ClientAuthentication),
     tags(
         (name = "oauth", description = "The OAuth 2.0 endpoints: tokens, refresh, revocation, introspection"),
-        (name = "discovery", description = "Metadata (RFC 8414) and the key set (RFC 7517)"),
+        (name = "discovery", description = "Metadata (RFC 8414), the key set (RFC 7517) and the Token Status Lists (draft-ietf-oauth-status-list)"),
         (name = "admin", description = "The admin API, for admin clients (HTTP Basic)"),
         (name = "operations", description = "Probes, metrics and this document"),
     )

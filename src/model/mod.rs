@@ -276,6 +276,16 @@ pub struct Session {
     pub scope: String,
     pub created_at: time::OffsetDateTime,
     pub expires_at: time::OffsetDateTime,
+    /// The status-list entry of the access token issued with the login, if lists are on.
+    pub status: Option<StatusRef>,
+}
+
+/// Where an access token's status is published (draft-ietf-oauth-status-list §6.2): an entry
+/// of one of our lists. Indices are never handed out twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRef {
+    pub list_id: i64,
+    pub idx: i64,
 }
 
 /// A successor about to be stored.
@@ -286,6 +296,9 @@ pub struct NewRefreshToken {
     pub scope: String,
     pub created_at: time::OffsetDateTime,
     pub idle_expires_at: time::OffsetDateTime,
+    /// The status-list entry of the access token issued with it by a rotation (and again by a
+    /// retry of that rotation), if lists are on.
+    pub access_status: Option<StatusRef>,
 }
 
 /// A security event for the audit log. Never holds a secret, a password or a token.

@@ -21,6 +21,9 @@ pub struct RefreshTokenRecord {
     pub user_disabled: bool,
     /// The roles the session's user holds now: the most a refresh may carry.
     pub held_roles: super::HeldRoles,
+    /// The status-list entry of the access token issued with its successor, which a retry of
+    /// that rotation hands out again.
+    pub successor_status: Option<super::StatusRef>,
 }
 
 /// Where a refresh token is in its life. A revoked token stays revoked whatever else happened
@@ -182,6 +185,7 @@ mod tests {
             session: SessionState::Live,
             user_disabled: false,
             held_roles: Default::default(),
+            successor_status: None,
         }
     }
 

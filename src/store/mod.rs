@@ -1,8 +1,9 @@
 //! Storage: one small trait per aggregate, gathered into `Store`, with a PostgreSQL (production, shared by several instances) and a SQLite (embedded, single instance) implementation in mirrored files. All SQL lives in `sql/` (what both dialects share), `postgres/` and `sqlite/`. Uses: config, crypto, model.
 //!
 //! # Layout
-//! - `infra.rs`, `keys.rs`, `clients.rs`, `users.rs`, `sessions.rs`, `revocations.rs`, `roles.rs`, `audit.rs`,
-//!   `throttle.rs`, `feed.rs`: the traits and the outcome enums their methods return.
+//! - `infra.rs`, `keys.rs`, `clients.rs`, `users.rs`, `sessions.rs`, `revocations.rs`, `roles.rs`,
+//!   `audit.rs`, `throttle.rs`, `feed.rs`, `status_lists.rs`: the traits and the outcome enums their
+//!   methods return.
 //! - `rows.rs`: the rows both backends decode, and the column newtypes (`DbTime`, `DbUuid`,
 //!   `JsonText`, `Digest`) that carry each dialect's encoding.
 //! - `sql/`: statements and method bodies that are the same in both dialects, written once.
@@ -24,6 +25,7 @@ mod roles;
 pub(crate) mod rows;
 mod sessions;
 mod sql;
+pub mod status_lists;
 mod throttle;
 mod users;
 
@@ -41,6 +43,7 @@ pub use revocations::{RevocationAdded, RevocationStore};
 pub use roles::{RoleStore, RoleWrite};
 pub use sessions::{Consumed, SessionAdded, SessionRevocation, SessionStore};
 pub use sqlite::SqliteStore;
+pub use status_lists::{BuilderLease, StatusLease, StatusListStore};
 pub use throttle::{Reservation, ThrottleRule, ThrottleStore};
 pub use users::UserStore;
 
@@ -54,6 +57,7 @@ pub trait Store:
     + SessionStore
     + RevocationStore
     + RoleStore
+    + StatusListStore
     + AuditStore
     + ThrottleStore
     + ChangeFeed
@@ -71,6 +75,7 @@ impl<T> Store for T where
         + SessionStore
         + RevocationStore
         + RoleStore
+        + StatusListStore
         + AuditStore
         + ThrottleStore
         + ChangeFeed

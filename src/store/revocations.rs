@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::StoreError;
-use crate::model::{AuditEvent, Revocation, RevocationKind};
+use crate::model::{AuditEvent, Revocation, RevocationKind, StatusRef};
 
 /// What `add_revocation` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,8 @@ pub enum RevocationAdded {
 pub trait RevocationStore: Send + Sync {
     /// Records a revocation and its audit event, and announces it. A `Jti` or `Session` entry
     /// already in force is left as it is (revoking it again changes nothing); cut-offs are
-    /// always recorded, since tokens may have been issued since the last one.
+    /// always recorded, since tokens may have been issued since the last one. A revoked access
+    /// token's status-list entry, if it has one, is set in the same transaction.
     async fn add_revocation(
         &self,
         kind: RevocationKind,
@@ -27,6 +28,7 @@ pub trait RevocationStore: Send + Sync {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
         audit: &AuditEvent,
+        status: Option<StatusRef>,
     ) -> Result<RevocationAdded, StoreError>;
 
     /// Revocations still in force at `now` with an id above `after`, in id order.

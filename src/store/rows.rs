@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use super::StoreError;
 use crate::model::{
     AuditRecord, Client, ClientSecretHash, GrantType, HeldRoles, KeyState, PreviousSecret,
-    RefreshTokenRecord, RefreshTokenState, Revocation, RevocationKind, Role, SessionState, SigningKey,
-    Successor, User,
+    RefreshTokenRecord, RefreshTokenState, Revocation, RevocationKind, Role, SessionState,
+    SigningKey, Successor, User,
 };
 
 fn decode_error() -> StoreError {
@@ -410,6 +410,8 @@ pub struct RefreshRow {
     session_revoked_at: Option<DbTime>,
     user_disabled: bool,
     held_roles: Option<String>,
+    successor_status_list_id: Option<i64>,
+    successor_status_idx: Option<i64>,
 }
 
 impl TryFrom<RefreshRow> for RefreshTokenRecord {
@@ -448,6 +450,7 @@ impl TryFrom<RefreshRow> for RefreshTokenRecord {
             },
             user_disabled: row.user_disabled,
             held_roles: HeldRoles::parse(row.held_roles.as_deref()),
+            successor_status: status_ref(row.successor_status_list_id, row.successor_status_idx),
         })
     }
 }
@@ -534,6 +537,17 @@ impl TryFrom<RevocationRow> for Revocation {
     }
 }
 
+/// A status-list entry from its two nullable columns (both or neither).
+pub(crate) fn status_ref(
+    list_id: Option<i64>,
+    idx: Option<i64>,
+) -> Option<crate::model::StatusRef> {
+    Some(crate::model::StatusRef {
+        list_id: list_id?,
+        idx: idx?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,6 +571,8 @@ mod tests {
             session_revoked_at: None,
             user_disabled: false,
             held_roles: None,
+            successor_status_list_id: None,
+            successor_status_idx: None,
         }
     }
 

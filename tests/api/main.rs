@@ -11,6 +11,7 @@ mod operations;
 mod refresh;
 mod revoke;
 mod roles;
+mod status_list;
 mod storage;
 mod store_contract;
 mod throttle;

@@ -15,6 +15,7 @@ mod keys;
 mod revocations;
 mod roles;
 mod sessions;
+mod status_lists;
 mod throttle;
 mod users;
 

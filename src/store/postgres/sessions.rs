@@ -28,8 +28,9 @@ const CONSUME: &str = "with live as (
          insert into audit_event (created_at, event_type, actor, subject, client_id, session_id, source_addr, detail)
          select $9, $10, $11, $12, $13, session_id, $14, $15 from consumed
      )
-     insert into refresh_token (session_id, token_digest, scope, created_at, idle_expires_at)
-     select session_id, $4, $6, $7, $8 from consumed";
+     insert into refresh_token (session_id, token_digest, scope, created_at, idle_expires_at,
+         access_status_list_id, access_status_idx)
+     select session_id, $4, $6, $7, $8, $16, $17 from consumed";
 
 impl PgStore {
     /// Waits for an offboarding of the user or the client in progress (each locks its row
@@ -71,6 +72,8 @@ impl PgStore {
             .bind(&audit.client_id)
             .bind(&audit.source_addr)
             .bind(JsonText(audit.detail.to_string()))
+            .bind(successor.access_status.map(|s| s.list_id))
+            .bind(successor.access_status.map(|s| s.idx))
             .execute(&self.pool)
             .await?
             .rows_affected();

@@ -1,8 +1,9 @@
 //! The writes several aggregates share (a refresh token, a revocation, an audit event, a signing key, a change announcement), each run inside the caller's transaction. Uses: model, rows.
 
 pub(crate) const INSERT_REFRESH: &str =
-    "insert into refresh_token (session_id, token_digest, scope, created_at, idle_expires_at)
-     values ($1, $2, $3, $4, $5)";
+    "insert into refresh_token (session_id, token_digest, scope, created_at, idle_expires_at,
+         access_status_list_id, access_status_idx)
+     values ($1, $2, $3, $4, $5, $6, $7)";
 
 pub(crate) const INSERT_REVOCATION: &str =
     "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at)
@@ -33,6 +34,8 @@ macro_rules! shared_helpers {
                     .bind(&token.scope)
                     .bind(DbTime(token.created_at))
                     .bind(DbTime(token.idle_expires_at))
+                    .bind(token.access_status.map(|s| s.list_id))
+                    .bind(token.access_status.map(|s| s.idx))
                     .execute(&mut **tx)
                     .await?;
                 Ok(())

@@ -14,5 +14,6 @@ pub(crate) mod keys;
 pub(crate) mod revocations;
 pub(crate) mod roles;
 pub(crate) mod sessions;
+pub(crate) mod status_lists;
 pub(crate) mod throttle;
 pub(crate) mod users;

@@ -28,7 +28,7 @@ macro_rules! revocation_store {
     ($store:ty) => {
         const _: () = {
             use time::OffsetDateTime;
-            use $crate::model::{AuditEvent, Revocation, RevocationKind};
+            use $crate::model::{AuditEvent, Revocation, RevocationKind, StatusRef};
             use $crate::store::rows::{DbTime, DbUuid, RevocationRow};
             use $crate::store::sql::revocations as q;
             use $crate::store::{RevocationAdded, RevocationStore, StoreError, topic};
@@ -42,6 +42,7 @@ macro_rules! revocation_store {
                     now: OffsetDateTime,
                     expires_at: OffsetDateTime,
                     audit: &AuditEvent,
+                    status: Option<StatusRef>,
                 ) -> Result<RevocationAdded, StoreError> {
                     let single = matches!(kind, RevocationKind::Jti | RevocationKind::Session);
                     // Revoking what is already revoked writes nothing: checked first without
@@ -63,6 +64,14 @@ macro_rules! revocation_store {
                     }
                     let actor = audit.actor.as_deref();
                     Self::insert_revocation(&mut tx, kind, value, now, expires_at, actor).await?;
+                    if let Some(status) = status {
+                        sqlx::query($crate::store::sql::status_lists::MARK)
+                            .bind(status.list_id)
+                            .bind(status.idx)
+                            .bind(DbTime(now))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     Self::announce(&mut tx, topic::REVOCATIONS, now).await?;
                     Self::insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;

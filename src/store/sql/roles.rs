@@ -7,7 +7,7 @@ pub(crate) const UPSERT: &str =
      on conflict (name) do update
      set scopes = excluded.scopes, description = excluded.description, updated_at = excluded.updated_at";
 
-pub(crate) const DELETE: &str = "delete from role where name = $1 returning scopes";
+pub(crate) const DELETE: &str = "delete from role where name = $1";
 
 pub(crate) const HELD: &str = "select exists(select 1 from user_role where role_name = $1)";
 
@@ -27,6 +27,44 @@ pub(crate) const GRANT: &str =
 pub(crate) const INSERT_CUTOFF: &str =
     "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at, scopes)
      values ($1, $2, $3, $4, $5, $3, $6)";
+
+/// Sets the status-list bits of the tokens a lost scope cut off: every access token issued since
+/// `$4` to a live session of the users reached (`holders`: a join on `s`), carrying the scope `$2`
+/// (its row's scope: a session's row holds its login's token, a refresh row the token issued
+/// with it). `position` is the dialect's substring search.
+fn mark(holders: &str, position: &str) -> String {
+    format!(
+        "insert into status_mark (status_list_id, status_idx, created_at)
+         select list_id, idx, $3 from (
+             select s.status_list_id as list_id, s.status_idx as idx, s.scope as scope
+             from session s {holders}
+             where s.revoked_at is null and s.status_list_id is not null and s.created_at >= $4
+             union
+             select r.access_status_list_id, r.access_status_idx, r.scope
+             from refresh_token r join session s on s.session_id = r.session_id {holders}
+             where s.revoked_at is null and r.access_status_list_id is not null
+               and r.created_at >= $4
+         ) as issued
+         where {position}(' ' || scope || ' ', ' ' || $2 || ' ') > 0
+         on conflict do nothing"
+    )
+}
+
+/// [`mark`] for the holders of the role `$1`.
+pub(crate) fn mark_role_holders(position: &str) -> String {
+    mark(
+        "join user_role ur on ur.user_id = s.user_id and ur.role_name = $1",
+        position,
+    )
+}
+
+/// [`mark`] for the user `$1`.
+pub(crate) fn mark_user(position: &str) -> String {
+    mark(
+        "join user_account u on u.user_id = s.user_id and u.user_id = $1",
+        position,
+    )
+}
 
 pub(crate) static FIND: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("select {ROLE_COLUMNS} from role where name = $1"));
@@ -78,6 +116,7 @@ macro_rules! role_store {
                     let actor = audit.actor.as_deref();
                     Self::insert_scope_cutoff(tx, kind, value, lost, now, expires_at, actor)
                         .await?;
+                    Self::mark_lost(tx, kind, value, lost, now, expires_at).await?;
                 }
                 let mut event = audit.clone();
                 if let (Some(detail), serde_json::Value::Object(found)) =
@@ -86,6 +125,42 @@ macro_rules! role_store {
                     detail.extend(found);
                 }
                 Self::insert_audit(tx, &event).await
+            }
+
+            /// Sets the status-list bits of the tokens a cut-off reaches, in the caller's
+            /// transaction (the cut-off's announcement tells the list builder).
+            async fn mark_lost(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                kind: $crate::model::RevocationKind,
+                value: &str,
+                lost: &[String],
+                now: time::OffsetDateTime,
+                expires_at: time::OffsetDateTime,
+            ) -> Result<(), $crate::store::StoreError> {
+                use std::sync::LazyLock;
+                use $crate::store::rows::{DbTime, DbUuid};
+                use $crate::store::sql::roles as q;
+                static ROLE: LazyLock<String> =
+                    LazyLock::new(|| q::mark_role_holders(<$store>::POSITION));
+                static USER: LazyLock<String> = LazyLock::new(|| q::mark_user(<$store>::POSITION));
+                // Tokens issued since this long before the change can still be live.
+                let since = now - (expires_at - now);
+                for scope in lost {
+                    let query = if kind == $crate::model::RevocationKind::Role {
+                        sqlx::query(&ROLE).bind(value.to_owned())
+                    } else {
+                        let user = uuid::Uuid::parse_str(value)
+                            .map_err(|_| $crate::store::StoreError::Other { kind: "user id" })?;
+                        sqlx::query(&USER).bind(DbUuid(user))
+                    };
+                    query
+                        .bind(scope)
+                        .bind(DbTime(now))
+                        .bind(DbTime(since))
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(())
             }
 
             /// The roles a user holds, read in the caller's transaction.
@@ -198,17 +273,17 @@ macro_rules! role_store {
                     audit: &AuditEvent,
                 ) -> Result<Option<RoleWrite>, StoreError> {
                     let mut tx = self.begin_write().await?;
-                    let held: bool = sqlx::query_scalar(q::HELD)
-                        .bind(name)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let scopes: Option<String> = sqlx::query_scalar(q::DELETE)
+                    let scopes: Option<String> = sqlx::query_scalar(Self::LOCK_ROLE)
                         .bind(name)
                         .fetch_optional(&mut *tx)
                         .await?;
                     let Some(scopes) = scopes else {
                         return Ok(None);
                     };
+                    let held: bool = sqlx::query_scalar(q::HELD)
+                        .bind(name)
+                        .fetch_one(&mut *tx)
+                        .await?;
                     let lost = lost_scopes(
                         scopes.split(' ').filter(|s| !s.is_empty()),
                         &Default::default(),
@@ -226,6 +301,8 @@ macro_rules! role_store {
                         found,
                     )
                     .await?;
+                    // After the marks, which reach the tokens of its holders.
+                    sqlx::query(q::DELETE).bind(name).execute(&mut *tx).await?;
                     tx.commit().await?;
                     Ok(Some(RoleWrite {
                         created: false,

@@ -1,8 +1,9 @@
 //! The shared part of sessions and refresh tokens. Each backend provides `USER_ENABLED` (how a login waits for an offboarding in progress) and `consume` (rotation). Uses: model, rows.
 
 pub(crate) const INSERT: &str =
-    "insert into session (session_id, client_id, user_id, scope, created_at, expires_at)
-     values ($1, $2, $3, $4, $5, $6)";
+    "insert into session (session_id, client_id, user_id, scope, created_at, expires_at,
+         status_list_id, status_idx)
+     values ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// A token with its successor's state and scope, its session and the session's user.
 pub(crate) const FIND_REFRESH: &str = "select t.session_id, t.token_digest, t.scope, t.created_at, t.idle_expires_at, t.consumed_at,
@@ -12,6 +13,12 @@ pub(crate) const FIND_REFRESH: &str = "select t.session_id, t.token_digest, t.sc
             as successor_unused,
         (select n.scope from refresh_token n
          where n.session_id = t.session_id and n.token_digest = t.successor_digest) as successor_scope,
+        (select n.access_status_list_id from refresh_token n
+         where n.session_id = t.session_id and n.token_digest = t.successor_digest)
+            as successor_status_list_id,
+        (select n.access_status_idx from refresh_token n
+         where n.session_id = t.session_id and n.token_digest = t.successor_digest)
+            as successor_status_idx,
         s.client_id, s.user_id, s.expires_at as session_expires_at,
         s.revoked_at as session_revoked_at, u.disabled as user_disabled,
         (select string_agg(r.name || ' ' || r.scopes, '\"' order by r.name)
@@ -65,6 +72,8 @@ macro_rules! session_store {
                         .bind(&session.scope)
                         .bind(DbTime(session.created_at))
                         .bind(DbTime(session.expires_at))
+                        .bind(session.status.map(|s| s.list_id))
+                        .bind(session.status.map(|s| s.idx))
                         .execute(&mut *tx)
                         .await?;
                     if let Some(first) = first {

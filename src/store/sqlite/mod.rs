@@ -20,6 +20,7 @@ mod keys;
 mod revocations;
 mod roles;
 mod sessions;
+mod status_lists;
 mod throttle;
 mod users;
 

@@ -7,6 +7,8 @@ impl SqliteStore {
     /// The role's current scopes (none for a new role).
     const LOCK_ROLE: &str = "select scopes from role where name = $1";
     /// Whether the user exists.
+    /// The position of a substring (0: absent).
+    const POSITION: &str = "instr";
     const LOCK_USER: &str = "select user_id from user_account where user_id = $1";
 }
 

@@ -257,7 +257,14 @@ async fn revocation_writes_bump_the_revocations_topic(backend: Backend) {
         revocations,
         "a jti",
         store
-            .add_revocation(RevocationKind::Jti, "jti-1", now, now + secs(60), &event)
+            .add_revocation(
+                RevocationKind::Jti,
+                "jti-1",
+                now,
+                now + secs(60),
+                &event,
+                None
+            )
             .await
             .unwrap()
     );
@@ -384,6 +391,7 @@ async fn a_listener_hears_each_topic(backend: Backend) {
             now,
             now + secs(60),
             &audit("revoked", now),
+            None,
         )
         .await
         .unwrap();

@@ -11,6 +11,7 @@ mod purge;
 mod revocations;
 mod roles;
 mod sessions;
+mod status_lists;
 mod throttle;
 mod users;
 
@@ -140,6 +141,7 @@ pub fn session(client: &Client, user: &User, at: OffsetDateTime) -> Session {
         scope: "read write".into(),
         created_at: at,
         expires_at: at + Duration::days(30),
+        status: None,
     }
 }
 
@@ -155,6 +157,7 @@ pub fn token(session: &Session, n: u8, at: OffsetDateTime) -> NewRefreshToken {
         scope: session.scope.clone(),
         created_at: at,
         idle_expires_at: at + Duration::days(1),
+        access_status: None,
     }
 }
 

@@ -75,6 +75,7 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
             now - day,
             now - secs(1),
             &event,
+            None,
         )
         .await
         .unwrap();
@@ -85,6 +86,7 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
             now,
             now + secs(3600),
             &event,
+            None,
         )
         .await
         .unwrap();
@@ -220,6 +222,7 @@ async fn a_batch_is_bounded(backend: Backend) {
                 now - secs(60),
                 now - secs(1),
                 &audit("token_revoked", now),
+                None,
             )
             .await
             .unwrap();

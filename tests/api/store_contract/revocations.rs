@@ -64,6 +64,7 @@ async fn revocations_are_listed_in_id_order_after_a_cursor(backend: Backend) {
                 at,
                 now + secs(3600),
                 &audit("token_revoked", at),
+                None,
             )
             .await
             .unwrap();
@@ -119,6 +120,7 @@ async fn expired_revocations_are_not_listed(backend: Backend) {
                 now,
                 now + secs(ttl),
                 &audit("token_revoked", now),
+                None,
             )
             .await
             .unwrap();
@@ -495,7 +497,14 @@ async fn revoking_again_what_is_revoked_writes_nothing(backend: Backend) {
     let event = revocation_event(None, Some("web"), now);
     let added = fx
         .store()
-        .add_revocation(RevocationKind::Jti, "jti-1", now, now + secs(60), &event)
+        .add_revocation(
+            RevocationKind::Jti,
+            "jti-1",
+            now,
+            now + secs(60),
+            &event,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(added, RevocationAdded::Added);
@@ -527,7 +536,14 @@ async fn revoking_again_what_is_revoked_writes_nothing(backend: Backend) {
         let at = now + secs(i);
         let added = fx
             .store()
-            .add_revocation(RevocationKind::Jti, "jti-1", at, at + secs(60), &event)
+            .add_revocation(
+                RevocationKind::Jti,
+                "jti-1",
+                at,
+                at + secs(60),
+                &event,
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(added, RevocationAdded::AlreadyRevoked);
@@ -540,6 +556,7 @@ async fn revoking_again_what_is_revoked_writes_nothing(backend: Backend) {
                 at,
                 at + secs(60),
                 &event,
+                None,
             )
             .await
             .unwrap();
@@ -597,6 +614,7 @@ async fn revoking_again_what_is_revoked_writes_nothing(backend: Backend) {
             later,
             later + secs(60),
             &event,
+            None,
         )
         .await
         .unwrap();
