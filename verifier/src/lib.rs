@@ -1,0 +1,89 @@
+//! Accept Tessera's access tokens safely in a resource server.
+//!
+//! The crate's core (always built) holds the rules Tessera itself verifies with:
+//! - [`jws::verify`]: the typed header parse (only `alg`, `typ`, `kid` are read; `jku`, `x5u`,
+//!   `jwk`, `x5c`, `x5t`, `x5t#S256` and `crit` are refused, never followed), `typ` `at+jwt`,
+//!   the algorithm taken from the key and never from the token (no `none`, no HMAC), an unknown
+//!   `kid` refused;
+//! - [`Rules`]: `iss`, `aud`, `exp`, `nbf` and `iat` with a bounded leeway;
+//! - [`status::StatusList`]: the Token Status List bit array.
+//!
+//! Signatures are checked with `ring` (ES256, EdDSA, RS256, PS256): no system OpenSSL, no async
+//! runtime.
+//!
+//! ```
+//! use tessera_verifier::{Claims, Rejection, Rules, jws::PublicKey};
+//!
+//! let key = PublicKey::from_jwk(r#"{"kty":"EC","crv":"P-256","alg":"ES256","kid":"k1",
+//!     "x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+//!     "y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}"#).unwrap();
+//! let rules = Rules::new("https://issuer.example").audience("https://api.example");
+//! let now = 1_700_000_000;
+//! let verdict = rules.verify::<Claims>("not.a.token", |kid| (kid == key.kid()).then_some(&key), now);
+//! assert_eq!(verdict, Err(Rejection::Malformed));
+//! ```
+
+pub mod claims;
+pub mod jws;
+pub mod status;
+
+pub use claims::{Audience, Claims, Rules};
+
+/// Why a token was refused. Each cause is distinct for logs, metrics and tests; a resource
+/// server answers every one the same way (401 `invalid_token`), so none helps an attacker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Rejection {
+    #[error("not a compact JWS")]
+    Malformed,
+    #[error("header carries a key reference or critical extension we never follow")]
+    ForbiddenHeader,
+    #[error("header names no kid we know")]
+    UnknownKey,
+    #[error("wrong typ")]
+    WrongType,
+    #[error("alg is not the key's algorithm")]
+    WrongAlgorithm,
+    #[error("signature does not verify with the key")]
+    BadSignature,
+    #[error("claims are malformed")]
+    MalformedClaims,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("wrong audience")]
+    WrongAudience,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+    #[error("revoked or suspended in its status list")]
+    Revoked,
+    #[error("status index out of the list's range")]
+    StatusOutOfRange,
+    #[error("status list unavailable for longer than the staleness bound")]
+    StatusUnavailable,
+    #[error("issuer keys unavailable")]
+    KeysUnavailable,
+}
+
+impl Rejection {
+    /// A short stable name, for a metric label or a log field.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::ForbiddenHeader => "forbidden_header",
+            Rejection::UnknownKey => "unknown_key",
+            Rejection::WrongType => "wrong_type",
+            Rejection::WrongAlgorithm => "wrong_algorithm",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::MalformedClaims => "malformed_claims",
+            Rejection::WrongIssuer => "wrong_issuer",
+            Rejection::WrongAudience => "wrong_audience",
+            Rejection::Expired => "expired",
+            Rejection::NotYetValid => "not_yet_valid",
+            Rejection::Revoked => "revoked",
+            Rejection::StatusOutOfRange => "status_out_of_range",
+            Rejection::StatusUnavailable => "status_unavailable",
+            Rejection::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
