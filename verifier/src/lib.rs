@@ -23,11 +23,20 @@
 //! assert_eq!(verdict, Err(Rejection::Malformed));
 //! ```
 
+#[cfg(feature = "http")]
+pub mod axum;
 pub mod claims;
 pub mod jws;
 pub mod status;
+#[cfg(feature = "http")]
+mod verifier;
 
 pub use claims::{Audience, Claims, Rules};
+#[cfg(feature = "http")]
+pub use verifier::{
+    BuildError, Clock, DEFAULT_JWKS_MAX_AGE, DEFAULT_STATUS_TTL, MAX_JWKS_MAX_AGE, RETRY_INTERVAL,
+    STATUS_TTL_BOUNDS, SystemClock, UNKNOWN_KID_REFETCH_INTERVAL, Verifier, VerifierBuilder,
+};
 
 /// Why a token was refused. Each cause is distinct for logs, metrics and tests; a resource
 /// server answers every one the same way (401 `invalid_token`), so none helps an attacker.
