@@ -35,8 +35,10 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    // The one place the verifier reads the system clock; everything else takes a `Clock`.
-    #[allow(clippy::disallowed_methods)]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place the verifier reads the wall clock"
+    )]
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }
