@@ -10,13 +10,12 @@ use time::OffsetDateTime;
 
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
-use crate::crypto::keys::{self, KeyError, Signer};
+use crate::crypto::keys::{self, KeyError, Signer, Verifier};
 use crate::model::{KeyState, NewSigningKey, SigningAlg, SigningKey};
 use crate::store::{KeyRotation, KeysAdded, Rewrap, Store, StoreError, topic};
 /// Why a token was refused: the verifier crate's causes. Introspection answers every case the
 /// same way (`active: false`).
 pub use tessera_verifier::Rejection;
-use tessera_verifier::jws::PublicKey;
 
 /// Tolerated clock difference between instances, for `iat`/`nbf` and for how long a retired
 /// key stays published after the last token it signed could expire.
@@ -88,7 +87,7 @@ pub struct KeySnapshot {
     version: i64,
     signer: Option<Arc<Signer>>,
     /// Published keys only: never a revoked one, never a retired one past its window.
-    verifiers: HashMap<String, PublicKey>,
+    verifiers: HashMap<String, Verifier>,
     pub jwks: Bytes,
     pub etag: String,
     pub keys: Vec<KeyInfo>,
@@ -491,13 +490,10 @@ fn build_snapshot(
             _ => {}
         }
         if publish {
-            let verifier = PublicKey::from_jwk(&key.public_jwk).map_err(KeyError::from)?;
-            if verifier.alg().as_str() != key.alg.as_str() || verifier.kid() != key.kid {
-                return Err(KeyRingError::Key(KeyError::PublicKey(
-                    tessera_verifier::jws::KeyError::WrongKeyType,
-                )));
-            }
-            snapshot.verifiers.insert(key.kid.clone(), verifier);
+            snapshot.verifiers.insert(
+                key.kid.clone(),
+                Verifier::from_public_jwk(&key.kid, key.alg, &key.public_jwk)?,
+            );
             published.push(
                 serde_json::from_str::<serde_json::Value>(&key.public_jwk)
                     .map_err(|e| KeyError::Jose(josekit::JoseError::InvalidJwkFormat(e.into())))?,

@@ -78,12 +78,16 @@ fn bench(c: &mut Criterion) {
         let rules = Rules::new(issuer.clone()).audience(AUDIENCE);
         b.iter(|| {
             rules
-                .verify::<Claims>(black_box(&token), |_| Some(&key), now as i64)
+                .verify::<Claims, _>(black_box(&token), |_| Some(&key), now as i64)
                 .unwrap()
         })
     });
     group.bench_function("Verifier::verify (warm cache)", |b| {
-        b.iter(|| runtime.block_on(verifier.verify(black_box(&token))).unwrap())
+        b.iter(|| {
+            runtime
+                .block_on(verifier.verify(black_box(&token)))
+                .unwrap()
+        })
     });
     group.finish();
 }

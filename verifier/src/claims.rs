@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::Rejection;
-use crate::jws::{self, ACCESS_TOKEN_TYP, PublicKey};
+use crate::jws::{self, ACCESS_TOKEN_TYP, VerifyingKey};
 
 /// The largest leeway [`Rules::leeway`] accepts: a wider one would keep a revoked signing key's
 /// forgeries or a clock far off unnoticed.
@@ -86,10 +86,10 @@ impl Rules {
 
     /// Verifies an access token with the key `select` returns for its `kid` (see
     /// [`jws::verify`]) and checks its claims at unix time `now`.
-    pub fn verify<'k, C: DeserializeOwned>(
+    pub fn verify<'k, C: DeserializeOwned, K: VerifyingKey + 'k>(
         &self,
         token: &str,
-        select: impl FnOnce(&str) -> Option<&'k PublicKey>,
+        select: impl FnOnce(&str) -> Option<&'k K>,
         now: i64,
     ) -> Result<C, Rejection> {
         let payload = jws::verify(token, ACCESS_TOKEN_TYP, select)?;

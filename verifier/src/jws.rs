@@ -54,6 +54,15 @@ pub enum KeyError {
     NotForSignatures,
 }
 
+/// A key that verifies signatures under one algorithm, fixed by the key, never by a token.
+/// [`PublicKey`] is this crate's (`ring`); a caller with another backend (Tessera's server keeps
+/// OpenSSL for ES256) implements it and gets the same rules.
+pub trait VerifyingKey {
+    fn alg(&self) -> Alg;
+    /// Whether `signature` is this key's signature of `signing_input` under [`Self::alg`].
+    fn verifies(&self, signing_input: &[u8], signature: &[u8]) -> bool;
+}
+
 /// A published public key that verifies; its algorithm is fixed by the key, never by a token.
 pub struct PublicKey {
     kid: String,
@@ -162,10 +171,15 @@ impl PublicKey {
     pub fn alg(&self) -> Alg {
         self.alg
     }
+}
 
-    /// Whether `signature` is this key's signature of `signing_input` under its own algorithm.
+impl VerifyingKey for PublicKey {
+    fn alg(&self) -> Alg {
+        self.alg
+    }
+
     /// RSA keys must have 2048 to 8192 bits.
-    pub fn verifies(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+    fn verifies(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match (&self.inner, self.alg) {
             (Inner::Ec(point), _) => {
                 UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
@@ -275,10 +289,10 @@ pub const STATUS_LIST_TYP: &[&str] = &["statuslist+jwt", "application/statuslist
 /// equal it), and `jku`, `x5u`, `jwk`, `x5c`, `x5t`, `x5t#S256` and `crit` are refused outright,
 /// never followed (RFC 8725 §3.1, §3.10). Checks run in this order: shape, forbidden members,
 /// `kid` present, `typ`, key known, `alg`, signature.
-pub fn verify<'k>(
+pub fn verify<'k, K: VerifyingKey + 'k>(
     token: &str,
     typ: &[&str],
-    select: impl FnOnce(&str) -> Option<&'k PublicKey>,
+    select: impl FnOnce(&str) -> Option<&'k K>,
 ) -> Result<Vec<u8>, Rejection> {
     let parsed = parse(token, typ)?;
     let key = select(&parsed.kid).ok_or(Rejection::UnknownKey)?;
@@ -291,9 +305,9 @@ pub fn kid_of(token: &str, typ: &[&str]) -> Result<String, Rejection> {
     parse(token, typ).map(|parsed| parsed.kid)
 }
 
-fn verify_parsed(parsed: &Parsed<'_>, key: &PublicKey) -> Result<Vec<u8>, Rejection> {
+fn verify_parsed(parsed: &Parsed<'_>, key: &impl VerifyingKey) -> Result<Vec<u8>, Rejection> {
     // The key fixes the algorithm; a token naming another (none, HS256, …) is simply wrong.
-    if parsed.alg.as_deref() != Some(key.alg.as_str()) {
+    if parsed.alg.as_deref() != Some(key.alg().as_str()) {
         return Err(Rejection::WrongAlgorithm);
     }
     let signature = URL_SAFE_NO_PAD

@@ -9,7 +9,46 @@
 //! - [`status::StatusList`]: the Token Status List bit array.
 //!
 //! Signatures are checked with `ring` (ES256, EdDSA, RS256, PS256): no system OpenSSL, no async
-//! runtime.
+//! runtime for the core.
+//!
+//! With the default `http` feature, [`Verifier`] discovers the issuer's JWKS (and status lists)
+//! from its RFC 8414 metadata and caches them, and [`axum`] gives the [`axum::VerifiedToken`]
+//! extractor and the [`axum::RequireToken`] layer. A complete resource server:
+//!
+//! ```no_run
+//! # #[cfg(feature = "http")]
+//! # mod app {
+//! use axum::routing::get;
+//! use axum::{Json, Router};
+//! use serde_json::{Value, json};
+//! use tessera_verifier::Verifier;
+//! use tessera_verifier::axum::{RequireToken, VerifiedToken};
+//!
+//! async fn whoami(token: VerifiedToken) -> Json<Value> {
+//!     Json(json!({"sub": token.sub, "client_id": token.client_id, "scope": token.scope}))
+//! }
+//!
+//! pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // Tokens of this issuer, for this audience; keys and lists are fetched on first use.
+//!     let verifier = Verifier::new("https://auth.example.com", "https://api.example.com")?;
+//!     let app = Router::new()
+//!         // Any valid token: the extractor verifies it with the verifier in the state.
+//!         .route("/whoami", get(whoami))
+//!         // A valid token with the scope `write`, else 401 or 403 before the handler runs.
+//!         .route(
+//!             "/write",
+//!             get(whoami).route_layer(RequireToken::new(verifier.clone()).scope("write")),
+//!         )
+//!         .with_state(verifier);
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8090").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
+//! Without the `http` feature, the rules alone, with keys the caller holds:
 //!
 //! ```
 //! use tessera_verifier::{Claims, Rejection, Rules, jws::PublicKey};
@@ -19,7 +58,7 @@
 //!     "y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}"#).unwrap();
 //! let rules = Rules::new("https://issuer.example").audience("https://api.example");
 //! let now = 1_700_000_000;
-//! let verdict = rules.verify::<Claims>("not.a.token", |kid| (kid == key.kid()).then_some(&key), now);
+//! let verdict = rules.verify::<Claims, _>("not.a.token", |kid| (kid == key.kid()).then_some(&key), now);
 //! assert_eq!(verdict, Err(Rejection::Malformed));
 //! ```
 

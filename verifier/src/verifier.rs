@@ -262,14 +262,14 @@ impl Verifier {
         let unix = unix(now);
         let claims = match inner
             .rules
-            .verify::<Claims>(token, |kid| keys.keys.get(kid), unix)
+            .verify::<Claims, _>(token, |kid| keys.keys.get(kid), unix)
         {
             Err(Rejection::UnknownKey) => {
                 let kid = jws::kid_of(token, ACCESS_TOKEN_TYP)?;
                 let keys = inner.keys_after_unknown_kid(&kid).await?;
                 inner
                     .rules
-                    .verify::<Claims>(token, |kid| keys.keys.get(kid), unix)?
+                    .verify::<Claims, _>(token, |kid| keys.keys.get(kid), unix)?
             }
             other => other?,
         };
