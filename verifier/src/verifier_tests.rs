@@ -460,3 +460,96 @@ async fn a_slow_issuer_is_cut_off_by_the_timeout() {
         .unwrap();
     assert_eq!(verifier.warm_up().await, Err(Rejection::KeysUnavailable));
 }
+
+#[tokio::test]
+async fn the_layer_and_the_extractor_answer_per_rfc_6750_and_count_causes() {
+    use crate::axum::{RequireToken, VerifiedToken};
+    // A current-thread runtime: the server task below records on this thread's recorder.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let h = Harness::start().await;
+    let sub = |token: VerifiedToken| async move { token.sub.clone() };
+    let app = Router::new()
+        .route("/any", get(sub))
+        .route(
+            "/write",
+            get(sub).route_layer(RequireToken::new(h.verifier.clone()).scope("write")),
+        )
+        .with_state(h.verifier.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rs = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let call = |path: &str, authorization: Option<String>| {
+        let mut request = http.get(format!("{rs}{path}"));
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        request.send()
+    };
+    let read = h.token(json!({}));
+    let response = call("/any", Some(format!("Bearer {read}"))).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "alice");
+    let response = call("/write", Some(format!("bearer {read}")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer error="insufficient_scope", scope="write""#
+    );
+    let write = h.token(json!({"scope": "read write"}));
+    let response = call("/write", Some(format!("Bearer {write}")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let expired = h.token(json!({"exp": h.now() - 1}));
+    let mut bodies = Vec::new();
+    for (path, token) in [("/any", expired.as_str()), ("/write", "garbage")] {
+        let response = call(path, Some(format!("Bearer {token}"))).await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer error="invalid_token""#
+        );
+        bodies.push(response.text().await.unwrap());
+    }
+    assert_eq!(bodies[0], bodies[1], "the body never says why");
+    for authorization in [None, Some(format!("Basic {read}")), Some("Bearer ".into())] {
+        let response = call("/any", authorization).await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    let counts: HashMap<String, u64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "tessera_verifier_rejections_total")
+        .filter_map(|(key, _, _, value)| {
+            let cause = key
+                .key()
+                .labels()
+                .find(|l| l.key() == "cause")?
+                .value()
+                .to_owned();
+            match value {
+                metrics_util::debugging::DebugValue::Counter(n) => Some((cause, n)),
+                _ => None,
+            }
+        })
+        .collect();
+    let expected: HashMap<String, u64> = [
+        ("insufficient_scope", 1),
+        ("expired", 1),
+        ("malformed", 1),
+        ("missing", 3),
+    ]
+    .into_iter()
+    .map(|(cause, n)| (cause.to_owned(), n))
+    .collect();
+    assert_eq!(counts, expected);
+}
