@@ -13,7 +13,8 @@
 //!
 //! With the default `http` feature, [`Verifier`] discovers the issuer's JWKS (and status lists)
 //! from its RFC 8414 metadata and caches them, and [`axum`] gives the [`axum::VerifiedToken`]
-//! extractor and the [`axum::RequireToken`] layer. A complete resource server:
+//! extractor and the [`axum::RequireToken`] layer; the `rustls` feature adds HTTPS to the
+//! issuer. A complete resource server:
 //!
 //! ```no_run
 //! # #[cfg(feature = "http")]

@@ -49,6 +49,8 @@ impl Clock for SystemClock {
 pub enum BuildError {
     #[error("the issuer is not an absolute http(s) URL")]
     BadIssuer,
+    #[error("the issuer is https: enable tessera-verifier's `rustls` feature")]
+    NoTls,
     #[error("the HTTP client could not be set up: {0}")]
     Client(#[from] reqwest::Error),
 }
@@ -106,6 +108,9 @@ impl VerifierBuilder {
         let issuer = url::Url::parse(&self.issuer).map_err(|_| BuildError::BadIssuer)?;
         if !matches!(issuer.scheme(), "http" | "https") || issuer.cannot_be_a_base() {
             return Err(BuildError::BadIssuer);
+        }
+        if issuer.scheme() == "https" && !cfg!(feature = "rustls") {
+            return Err(BuildError::NoTls);
         }
         let client = reqwest::Client::builder()
             .timeout(self.timeout)

@@ -553,3 +553,16 @@ async fn the_layer_and_the_extractor_answer_per_rfc_6750_and_count_causes() {
     .collect();
     assert_eq!(counts, expected);
 }
+
+#[cfg(not(feature = "rustls"))]
+#[test]
+fn an_https_issuer_needs_the_rustls_feature() {
+    assert!(matches!(
+        Verifier::new("https://auth.example.com", AUDIENCE),
+        Err(BuildError::NoTls)
+    ));
+    assert!(matches!(
+        Verifier::new("auth.example.com", AUDIENCE),
+        Err(BuildError::BadIssuer)
+    ));
+}
