@@ -1,4 +1,4 @@
-//! Signing keys through josekit: generation, RFC 7638 thumbprints, sealing under the master key's wrap subkey, JWS signing and pinned verification. Uses: model.
+//! Signing keys through josekit: generation, RFC 7638 thumbprints, sealing under the master key's wrap subkey, JWS signing, and the OpenSSL keys the server verifies with under tessera-verifier's rules (one implementation of the pinned rules for the server and resource servers). Uses: model.
 
 use josekit::jwk::Jwk;
 use josekit::jwk::alg::ed::EdCurve;
@@ -8,8 +8,8 @@ use openssl::ec::{EcGroup, EcKey, EcPoint};
 use openssl::ecdsa::EcdsaSig;
 use openssl::nid::Nid;
 use openssl::pkey::{Private, Public};
-use serde::Deserialize;
 use serde_json::{Map, Value};
+
 use zeroize::Zeroizing;
 
 use super::MasterKey;
@@ -230,8 +230,20 @@ impl Verifier {
             inner,
         })
     }
+}
 
-    /// Whether `signature` is this key's signature of `signing_input`.
+/// The rules are tessera-verifier's; the signature check of ES256 stays OpenSSL's, which is
+/// faster here than the crate's `ring` (introspection is measured against `openssl speed`).
+impl tessera_verifier::jws::VerifyingKey for Verifier {
+    fn alg(&self) -> tessera_verifier::jws::Alg {
+        match self.alg {
+            SigningAlg::Es256 => tessera_verifier::jws::Alg::Es256,
+            SigningAlg::EdDsa => tessera_verifier::jws::Alg::EdDsa,
+            SigningAlg::Rs256 => tessera_verifier::jws::Alg::Rs256,
+            SigningAlg::Ps256 => tessera_verifier::jws::Alg::Ps256,
+        }
+    }
+
     fn verifies(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match &self.inner {
             VerifyWith::Es256(key) => {
@@ -275,109 +287,41 @@ fn p256_public_key(jwk: &Jwk) -> Option<EcKey<Public>> {
     Some(key)
 }
 
-/// Why a JWS was refused, for logs and tests; callers answer every case the same way.
-#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
-pub enum JwsRejection {
-    #[error("not a compact JWS")]
-    Malformed,
-    #[error("header names no kid we know")]
-    UnknownKey,
-    #[error("header carries a key reference or critical extension we never follow")]
-    ForbiddenHeader,
-    #[error("wrong typ")]
-    WrongType,
-    #[error("signature, alg or kid does not match our key")]
-    BadSignature,
-}
-
-/// Verifies a compact JWS with the key `select` returns for its `kid`: the key decides the
-/// algorithm (`alg` must equal it), and `jku`, `x5u`, `jwk`, `x5c`, `x5t` and `crit` are refused
-/// outright, never followed (RFC 8725 §3.1, §3.10). The header is parsed once, here.
-pub fn verify<'a>(
-    token: &str,
-    select: impl Fn(&str) -> Option<&'a Verifier>,
-) -> Result<Vec<u8>, JwsRejection> {
-    let mut parts = token.split('.');
-    let (Some(encoded_header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(JwsRejection::Malformed);
-    };
-    let decode = |part: &str| {
-        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, part)
-    };
-    let header_json = decode(encoded_header).map_err(|_| JwsRejection::Malformed)?;
-    // An object, not an array a struct would also accept; a repeated member is refused.
-    if header_json.trim_ascii_start().first() != Some(&b'{') {
-        return Err(JwsRejection::Malformed);
-    }
-    let header: JwsHeader =
-        serde_json::from_slice(&header_json).map_err(|_| JwsRejection::Malformed)?;
-    if header.names_a_key_elsewhere() {
-        return Err(JwsRejection::ForbiddenHeader);
-    }
-    let kid = header.kid.as_deref().ok_or(JwsRejection::UnknownKey)?;
-    let verifier = select(kid).ok_or(JwsRejection::UnknownKey)?;
-    // RFC 9068 §4: "at+jwt" or its full media type, compared case-insensitively.
-    let typ = header.typ.as_deref().unwrap_or_default();
-    if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
-        return Err(JwsRejection::WrongType);
-    }
-    // The key fixes the algorithm; a token naming another (none, HS256, …) is simply wrong.
-    if header.alg.as_deref() != Some(verifier.alg.as_str()) {
-        return Err(JwsRejection::BadSignature);
-    }
-    let signature = decode(signature).map_err(|_| JwsRejection::BadSignature)?;
-    let signing_input = &token.as_bytes()[..encoded_header.len() + 1 + payload.len()];
-    if !verifier.verifies(signing_input, &signature) {
-        return Err(JwsRejection::BadSignature);
-    }
-    decode(payload).map_err(|_| JwsRejection::Malformed)
-}
-
-/// The JWS header members verification reads (RFC 7515 §4.1); any other member is ignored.
-#[derive(Deserialize)]
-struct JwsHeader {
-    alg: Option<String>,
-    kid: Option<String>,
-    typ: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    jku: bool,
-    #[serde(default, deserialize_with = "present")]
-    x5u: bool,
-    #[serde(default, deserialize_with = "present")]
-    jwk: bool,
-    #[serde(default, deserialize_with = "present")]
-    x5c: bool,
-    #[serde(default, deserialize_with = "present")]
-    x5t: bool,
-    #[serde(default, rename = "x5t#S256", deserialize_with = "present")]
-    x5t_s256: bool,
-    #[serde(default, deserialize_with = "present")]
-    crit: bool,
-}
-
-impl JwsHeader {
-    fn names_a_key_elsewhere(&self) -> bool {
-        self.jku || self.x5u || self.jwk || self.x5c || self.x5t || self.x5t_s256 || self.crit
-    }
-}
-
-/// A member that is there at all, whatever its value (`null` included), counts as present.
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
-    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
-}
-
 pub fn base64url(bytes: &[u8]) -> String {
     base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+    use tessera_verifier::Rejection;
+    use tessera_verifier::jws::{ACCESS_TOKEN_TYP, PublicKey};
+
     use super::*;
 
     fn master() -> MasterKey {
         MasterKey::generate()
+    }
+
+    /// The verifier crate's check of a token against `key`, twice: with the server's key
+    /// (OpenSSL for ES256, josekit for the others) and with the crate's own (`ring`). Both
+    /// backends must agree.
+    fn verify(token: &str, key: &NewSigningKey) -> Result<Vec<u8>, Rejection> {
+        let server = Verifier::from_public_jwk(&key.kid, key.alg, &key.public_jwk).unwrap();
+        let crate_key = public(key);
+        let select = |kid: &str| kid == key.kid;
+        let with_server = tessera_verifier::jws::verify(token, ACCESS_TOKEN_TYP, |kid| {
+            select(kid).then_some(&server)
+        });
+        let with_crate = tessera_verifier::jws::verify(token, ACCESS_TOKEN_TYP, |kid| {
+            select(kid).then_some(&crate_key)
+        });
+        assert_eq!(with_server, with_crate, "the two backends disagree");
+        with_server
+    }
+
+    fn public(key: &NewSigningKey) -> PublicKey {
+        PublicKey::from_jwk(&key.public_jwk).unwrap()
     }
 
     #[test]
@@ -390,38 +334,86 @@ mod tests {
         );
     }
 
+    /// Cross-test of the backends: what our signer (OpenSSL, josekit) makes with every
+    /// algorithm verifies under tessera-verifier's rules with the crate's keys (`ring`) and with
+    /// the server's, and what another key of the same algorithm signs under our kid, a tampered
+    /// payload, or a token naming another alg, does not.
     #[test]
-    fn every_algorithm_signs_and_verifies_with_its_kid_and_public_only_jwk() {
+    fn every_algorithm_signs_and_verifies_in_the_verifier_crate() {
         let master = master();
         for alg in SigningAlg::ALL {
             let key = generate(alg, &master).unwrap();
-            let public: Value = serde_json::from_str(&key.public_jwk).unwrap();
-            assert_eq!(public["kid"], key.kid.as_str());
-            assert_eq!(public["alg"], alg.as_str());
-            assert_eq!(public["use"], "sig");
+            let published: Value = serde_json::from_str(&key.public_jwk).unwrap();
+            assert_eq!(published["kid"], key.kid.as_str());
+            assert_eq!(published["alg"], alg.as_str());
+            assert_eq!(published["use"], "sig");
             for private_member in ["d", "p", "q", "dp", "dq", "qi"] {
                 assert!(
-                    public.get(private_member).is_none(),
+                    published.get(private_member).is_none(),
                     "{alg}: {private_member} published"
                 );
             }
+            let ours = public(&key);
+            assert_eq!(
+                (ours.kid(), ours.alg().as_str()),
+                (key.kid.as_str(), alg.as_str())
+            );
             let signer = Signer::open(&key.kid, alg, &key.private_key_ciphertext, &master).unwrap();
+            for n in 0..10 {
+                let payload = format!(r#"{{"sub":"x","n":{n}}}"#);
+                let token = signer.sign(payload.as_bytes()).unwrap();
+                assert_eq!(verify(&token, &key).unwrap(), payload.as_bytes(), "{alg}");
+            }
+
+            // An attacker's key of the same algorithm, signing under our kid.
+            let attacker = generate(alg, &master).unwrap();
+            let private = master
+                .unwrap_signing_key(&attacker.private_key_ciphertext, &attacker.kid)
+                .unwrap();
+            let private = Jwk::from_bytes(&private).unwrap();
+            let attacker: Box<dyn JwsSigner> = match alg {
+                SigningAlg::Es256 => Box::new(ES256.signer_from_jwk(&private).unwrap()),
+                SigningAlg::EdDsa => Box::new(EdDSA.signer_from_jwk(&private).unwrap()),
+                SigningAlg::Rs256 => Box::new(RS256.signer_from_jwk(&private).unwrap()),
+                SigningAlg::Ps256 => Box::new(PS256.signer_from_jwk(&private).unwrap()),
+            };
+            let mut header = josekit::jws::JwsHeader::new();
+            header.set_token_type("at+jwt");
+            header.set_key_id(&key.kid);
+            let forged =
+                josekit::jws::serialize_compact(br#"{"sub":"x"}"#, &header, &*attacker).unwrap();
+            assert_eq!(verify(&forged, &key), Err(Rejection::BadSignature), "{alg}");
+            // Tampered claims under a real signature.
             let token = signer.sign(br#"{"sub":"x"}"#).unwrap();
-            let verifier = Verifier::from_public_jwk(&key.kid, alg, &key.public_jwk).unwrap();
-            let payload = verify(&token, |kid| (kid == key.kid).then_some(&verifier)).unwrap();
-            assert_eq!(payload, br#"{"sub":"x"}"#);
+            let mut parts: Vec<&str> = token.split('.').collect();
+            let tampered = base64url(br#"{"sub":"admin"}"#);
+            parts[1] = &tampered;
+            assert_eq!(verify(&parts.join("."), &key), Err(Rejection::BadSignature));
+            // Another alg named in the header, the signature left as it is.
+            let other = if alg == SigningAlg::Rs256 {
+                "PS256"
+            } else {
+                "RS256"
+            };
+            let header = json!({"alg": other, "typ": "at+jwt", "kid": key.kid});
+            let header = base64url(header.to_string().as_bytes());
+            let renamed = format!("{header}.{}", token.split_once('.').unwrap().1);
+            assert_eq!(
+                verify(&renamed, &key),
+                Err(Rejection::WrongAlgorithm),
+                "{alg}"
+            );
         }
     }
 
-    /// Our ES256 path (OpenSSL's ECDSA directly) and josekit's agree both ways.
+    /// Our ES256 path (OpenSSL's ECDSA directly), josekit's and the verifier crate's agree.
     #[test]
     fn es256_interoperates_with_josekit() {
         let master = master();
         let key = generate(SigningAlg::Es256, &master).unwrap();
         let signer = Signer::open(&key.kid, key.alg, &key.private_key_ciphertext, &master).unwrap();
-        let ours = Verifier::from_public_jwk(&key.kid, key.alg, &key.public_jwk).unwrap();
-        let public = Jwk::from_bytes(key.public_jwk.as_bytes()).unwrap();
-        let theirs = ES256.verifier_from_jwk(&public).unwrap();
+        let jwk = Jwk::from_bytes(key.public_jwk.as_bytes()).unwrap();
+        let theirs = ES256.verifier_from_jwk(&jwk).unwrap();
         for n in 0..50 {
             let payload = format!(r#"{{"n":{n}}}"#);
             let token = signer.sign(payload.as_bytes()).unwrap();
@@ -439,8 +431,7 @@ mod tests {
         header.set_key_id(&key.kid);
         let token =
             josekit::jws::serialize_compact(br#"{"sub":"x"}"#, &header, &josekit_signer).unwrap();
-        let payload = verify(&token, |kid| (kid == key.kid).then_some(&ours)).unwrap();
-        assert_eq!(payload, br#"{"sub":"x"}"#);
+        assert_eq!(verify(&token, &key).unwrap(), br#"{"sub":"x"}"#);
     }
 
     #[test]
@@ -473,112 +464,11 @@ mod tests {
         let legacy = super::super::sealing::legacy_seal(&master, &jwk, key.kid.as_bytes());
         assert!(!key.private_key_ciphertext.starts_with(&legacy[..4]));
         let signer = Signer::open(&key.kid, key.alg, &legacy, &master).unwrap();
-        let verifier = Verifier::from_public_jwk(&key.kid, key.alg, &key.public_jwk).unwrap();
         let token = signer.sign(b"{}").unwrap();
-        assert!(verify(&token, |kid| (kid == key.kid).then_some(&verifier)).is_ok());
+        assert!(verify(&token, &key).is_ok());
         assert!(matches!(
             Signer::open(&key.kid, key.alg, &legacy, &MasterKey::generate()),
             Err(KeyError::Decrypt)
         ));
-    }
-
-    #[test]
-    fn verification_is_pinned_to_our_key() {
-        let master = master();
-        let key = generate(SigningAlg::Es256, &master).unwrap();
-        let signer = Signer::open(&key.kid, key.alg, &key.private_key_ciphertext, &master).unwrap();
-        let verifier = Verifier::from_public_jwk(&key.kid, key.alg, &key.public_jwk).unwrap();
-        let select = |kid: &str| (kid == key.kid).then_some(&verifier);
-        let good = signer.sign(b"{}").unwrap();
-        assert!(verify(&good, select).is_ok());
-
-        let forge = |header: Value, sig: &str| {
-            let payload = good.split('.').nth(1).unwrap();
-            format!(
-                "{}.{payload}.{sig}",
-                base64url(header.to_string().as_bytes())
-            )
-        };
-        let real_sig = good.split('.').nth(2).unwrap();
-        let kid = key.kid.as_str();
-        // alg none, HS256 keyed with the public key, and a different asymmetric alg.
-        for alg in ["none", "HS256", "RS256", "EdDSA"] {
-            let token = forge(
-                serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": kid}),
-                real_sig,
-            );
-            assert_eq!(
-                verify(&token, select),
-                Err(JwsRejection::BadSignature),
-                "{alg}"
-            );
-        }
-        let token = forge(
-            serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid}),
-            "",
-        );
-        assert_eq!(verify(&token, select), Err(JwsRejection::BadSignature));
-        let token = forge(
-            serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": "someone-else"}),
-            real_sig,
-        );
-        assert_eq!(verify(&token, select), Err(JwsRejection::UnknownKey));
-        let token = forge(
-            serde_json::json!({"alg": "ES256", "typ": "at+jwt"}),
-            real_sig,
-        );
-        assert_eq!(verify(&token, select), Err(JwsRejection::UnknownKey));
-        for header in ["jku", "x5u", "jwk", "x5c", "crit"] {
-            let token = forge(
-                serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": kid, header: "https://evil.example"}),
-                real_sig,
-            );
-            assert_eq!(
-                verify(&token, select),
-                Err(JwsRejection::ForbiddenHeader),
-                "{header}"
-            );
-        }
-        for typ in ["JWT", "", "id_token+jwt"] {
-            let token = forge(
-                serde_json::json!({"alg": "ES256", "typ": typ, "kid": kid}),
-                real_sig,
-            );
-            assert_eq!(
-                verify(&token, select),
-                Err(JwsRejection::WrongType),
-                "{typ}"
-            );
-        }
-        // Present with any value, null included, is refused.
-        let token = forge(
-            serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": kid, "jku": null}),
-            real_sig,
-        );
-        assert_eq!(verify(&token, select), Err(JwsRejection::ForbiddenHeader));
-        // A header that is an array, or repeats a member, is not a JWS header.
-        let token = forge(serde_json::json!(["ES256", kid, "at+jwt"]), real_sig);
-        assert_eq!(verify(&token, select), Err(JwsRejection::Malformed));
-        let payload = good.split('.').nth(1).unwrap();
-        let repeated = format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"{kid}","kid":"{kid}"}}"#);
-        let token = format!("{}.{payload}.{real_sig}", base64url(repeated.as_bytes()));
-        assert_eq!(verify(&token, select), Err(JwsRejection::Malformed));
-        // A truncated or padded signature, and one over another payload.
-        let header = good.split('.').next().unwrap();
-        for sig in [
-            &real_sig[..real_sig.len() - 4],
-            &format!("{real_sig}AAAA"),
-            "",
-        ] {
-            let token = format!("{header}.{payload}.{sig}");
-            assert_eq!(verify(&token, select), Err(JwsRejection::BadSignature));
-        }
-        let other = signer.sign(b"{\"sub\":\"y\"}").unwrap();
-        let other_payload = other.split('.').nth(1).unwrap();
-        let token = format!("{header}.{other_payload}.{real_sig}");
-        assert_eq!(verify(&token, select), Err(JwsRejection::BadSignature));
-        assert_eq!(verify("a.b.c.d", select), Err(JwsRejection::Malformed));
-        assert_eq!(verify("a.b", select), Err(JwsRejection::Malformed));
-        assert_eq!(verify("!!!.b.c", select), Err(JwsRejection::Malformed));
     }
 }

@@ -10,9 +10,12 @@ use time::OffsetDateTime;
 
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
-use crate::crypto::keys::{self, JwsRejection, KeyError, Signer, Verifier};
+use crate::crypto::keys::{self, KeyError, Signer, Verifier};
 use crate::model::{KeyState, NewSigningKey, SigningAlg, SigningKey, StatusRef};
 use crate::store::{KeyRotation, KeysAdded, Rewrap, Store, StoreError, topic};
+/// Why a token was refused: the verifier crate's causes. Introspection answers every case the
+/// same way (`active: false`).
+pub use tessera_verifier::Rejection;
 
 /// Tolerated clock difference between instances, for `iat`/`nbf` and for how long a retired
 /// key stays published after the last token it signed could expire.
@@ -197,21 +200,6 @@ pub struct MintedToken {
     pub claims: AccessTokenClaims,
 }
 
-/// Why a token was refused. Introspection answers every case the same way (`active: false`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    #[error(transparent)]
-    Jws(#[from] JwsRejection),
-    #[error("claims are malformed")]
-    MalformedClaims,
-    #[error("wrong issuer")]
-    WrongIssuer,
-    #[error("expired")]
-    Expired,
-    #[error("not yet valid")]
-    NotYetValid,
-}
-
 pub struct KeyRing {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -219,6 +207,9 @@ pub struct KeyRing {
     policy: KeyPolicy,
     issuer: String,
     current: RwLock<Arc<KeySnapshot>>,
+    /// Our issuer, any audience (introspection answers for every resource server), the clock
+    /// skew as leeway.
+    rules: tessera_verifier::Rules,
 }
 
 impl KeyRing {
@@ -256,6 +247,7 @@ impl KeyRing {
             clock,
             master,
             policy,
+            rules: tessera_verifier::Rules::new(issuer.clone()).leeway(CLOCK_SKEW),
             issuer,
             current: RwLock::new(Arc::new(empty_snapshot())),
         };
@@ -422,25 +414,16 @@ impl KeyRing {
         Ok(MintedToken { token, claims })
     }
 
-    /// Checks a token against our own published keys and our issuer: signature with the key its
-    /// kid names (alg fixed by that key), typ, iss, exp, nbf and iat.
+    /// Checks a token against our own published keys and our issuer with tessera-verifier's
+    /// rules: signature with the key its kid names (alg fixed by that key), typ, iss, exp, nbf
+    /// and iat.
     pub fn verify(&self, token: &str) -> Result<AccessTokenClaims, Rejection> {
         let snapshot = self.snapshot();
-        let payload = keys::verify(token, |kid| snapshot.verifiers.get(kid))?;
-        let claims: AccessTokenClaims =
-            serde_json::from_slice(&payload).map_err(|_| Rejection::MalformedClaims)?;
-        if claims.iss != self.issuer {
-            return Err(Rejection::WrongIssuer);
-        }
-        let now = self.clock.now().unix_timestamp();
-        let skew = CLOCK_SKEW.as_secs() as i64;
-        if now >= claims.exp {
-            return Err(Rejection::Expired);
-        }
-        if claims.nbf.is_some_and(|nbf| nbf > now + skew) || claims.iat > now + skew {
-            return Err(Rejection::NotYetValid);
-        }
-        Ok(claims)
+        self.rules.verify(
+            token,
+            |kid| snapshot.verifiers.get(kid),
+            self.clock.now().unix_timestamp(),
+        )
     }
 }
 

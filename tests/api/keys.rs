@@ -250,12 +250,7 @@ async fn revoking_a_key_removes_it_at_once_and_a_new_key_signs(backend: Backend)
         "a revoked key leaves the JWKS at once"
     );
     assert_eq!(kids.len(), 2, "a new active and a new next key: {kids:?}");
-    assert_eq!(
-        app.keys().verify(&token.token),
-        Err(Rejection::Jws(
-            tessera::crypto::keys::JwsRejection::UnknownKey
-        ))
-    );
+    assert_eq!(app.keys().verify(&token.token), Err(Rejection::UnknownKey));
     let fresh = app.keys().mint(&request()).unwrap();
     assert_eq!(decode_part(&fresh.token, 0)["kid"], next.as_str());
     assert!(app.keys().verify(&fresh.token).is_ok());

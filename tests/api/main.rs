@@ -16,3 +16,4 @@ mod storage;
 mod store_contract;
 mod throttle;
 mod token;
+mod verifier;
