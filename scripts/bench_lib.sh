@@ -9,7 +9,9 @@
 # phase, default 600; 0: do not wait) and LOAD_QUIET_BUSY (quiet: the machine used less than
 # this many percent of one core over 2 s, default 30); LOAD_NEIGHBOUR_MAX (a phase during which
 # neighbours used more than this many percent of one core is measured again, default 25) and
-# LOAD_ATTEMPTS (at most this many times, default 3; the last one is kept either way).
+# LOAD_ATTEMPTS (at most this many times, default 3; the last one is kept either way);
+# LOAD_SERVER_ENV (extra server settings, NAME=VALUE words: `TESSERA_STATUS_LIST=false` measures
+# issuance without status lists).
 # shellcheck disable=SC2034 # variables set here are read by the sourcing scripts
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,7 +53,7 @@ ADMIN_SECRET=$(openssl rand -hex 24)
 ADMIN="$ADMIN_ID:$ADMIN_SECRET"
 DATABASES=()
 # Extra TESSERA_* settings of the next start_server (NAME=VALUE words).
-SERVER_EXTRA_ENV=()
+read -r -a SERVER_EXTRA_ENV <<<"${LOAD_SERVER_ENV:-}"
 SERVER_PID=
 SERVER_ERR=
 

@@ -259,7 +259,62 @@ async fn key_rotation_is_followed_and_cached_keys_outlive_the_issuer(backend: Ba
     verifier.verify(&after_revocation).await.unwrap();
 }
 
+/// The verifier reads the server's movable clock: moving one moves both.
+struct SharedClock(Arc<tessera::clock::MockClock>);
+
+impl tessera_verifier::Clock for SharedClock {
+    fn now(&self) -> std::time::SystemTime {
+        use tessera::clock::Clock;
+        self.0.now().into()
+    }
+}
+
+/// A revocation reaches a resource server that verifies locally through the Token Status List:
+/// its cached list still says valid until the list's `ttl` has passed, then the token is refused.
+async fn a_revocation_reaches_a_local_verifier_within_the_lists_ttl(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let verifier = Verifier::builder(app.url.clone(), API)
+        .clock(SharedClock(Arc::clone(&app.clock)))
+        .build()
+        .unwrap();
+    let (id, secret) = app.standard_client().await;
+    let mint = || async {
+        let response = app
+            .token(
+                Some((&id, &secret)),
+                &[("grant_type", "client_credentials"), ("audience", API)],
+            )
+            .await;
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    };
+    let token = mint().await;
+    app.issuer.build_status_lists().await.unwrap();
+    verifier.verify(&token).await.unwrap();
+
+    let revoked = app
+        .request(reqwest::Method::POST, "/revoke")
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    app.issuer.sync().await.unwrap();
+    app.issuer.build_status_lists().await.unwrap();
+    // Within the ttl the list the verifier cached still says valid: that is the bound.
+    verifier.verify(&token).await.unwrap();
+    app.clock.advance(time::Duration::seconds(61));
+    app.issuer.build_status_lists().await.unwrap();
+    assert_eq!(verifier.verify(&token).await, Err(Rejection::Revoked));
+    // A token issued after the revocation, in another second, is accepted.
+    let later = mint().await;
+    app.issuer.build_status_lists().await.unwrap();
+    verifier.verify(&later).await.unwrap();
+}
+
 both_backends!(
+    a_revocation_reaches_a_local_verifier_within_the_lists_ttl,
     the_sample_resource_server_accepts_tessera_tokens,
     hostile_tokens_are_refused_each_for_its_cause,
     key_rotation_is_followed_and_cached_keys_outlive_the_issuer,
