@@ -313,7 +313,35 @@ async fn a_revocation_reaches_a_local_verifier_within_the_lists_ttl(backend: Bac
     verifier.verify(&later).await.unwrap();
 }
 
+/// The issuer goes away: the verifier keeps verifying with its cached keys and lists until the
+/// staleness bound is past, then fails closed rather than trust what it can no longer refresh.
+async fn with_the_issuer_gone_the_verifier_fails_closed_past_its_staleness_bound(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let verifier = Verifier::builder(app.url.clone(), API)
+        .clock(SharedClock(Arc::clone(&app.clock)))
+        .staleness(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let token = app.keys().mint(&request()).unwrap().token;
+    verifier.verify(&token).await.unwrap();
+    let keys = Arc::clone(app.issuer.keys());
+    let clock = Arc::clone(&app.clock);
+    app.stop().await;
+    // Within the JWKS max-age (300 s) plus the staleness bound: still verified.
+    clock.advance(time::Duration::seconds(400));
+    let fresh = keys.mint(&request()).unwrap().token;
+    verifier.verify(&fresh).await.unwrap();
+    // Past it: refused, whatever the token.
+    clock.advance(time::Duration::seconds(30));
+    let fresher = keys.mint(&request()).unwrap().token;
+    assert_eq!(
+        verifier.verify(&fresher).await,
+        Err(Rejection::KeysUnavailable)
+    );
+}
+
 both_backends!(
+    with_the_issuer_gone_the_verifier_fails_closed_past_its_staleness_bound,
     a_revocation_reaches_a_local_verifier_within_the_lists_ttl,
     the_sample_resource_server_accepts_tessera_tokens,
     hostile_tokens_are_refused_each_for_its_cause,
