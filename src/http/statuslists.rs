@@ -24,7 +24,7 @@ pub struct StatusListAggregation {
 
 #[utoipa::path(
     get, path = "/statuslists/{id}", tag = "discovery", operation_id = "status_list",
-    params(("id" = i64, Path, description = "The list's id, from a token's `status.status_list.uri`")),
+    params(("id" = i64, Path, minimum = 1, description = "The list's id, from a token's `status.status_list.uri`")),
     responses(
         (status = 200, description = "A Status List Token (`typ: statuslist+jwt`, signed by a key of the JWKS): claims `sub`, `iat`, `exp`, `ttl`, `status_list: {bits: 1, lst}`",
             content_type = "application/statuslist+jwt", body = String,

@@ -187,10 +187,10 @@ fn whole_seconds(name: &'static str, value: Option<Value>) -> Result<Option<i64>
 #[serde(deny_unknown_fields)]
 pub struct ClientQuery {
     /// Clients not used (or, never used, created) for at least this many seconds.
-    #[param(value_type = Option<u32>, minimum = 0, maximum = 4294967295_i64)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     unused_for: Option<String>,
     /// Confidential clients whose secret is at least this many seconds old.
-    #[param(value_type = Option<u32>, minimum = 0, maximum = 4294967295_i64)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     secret_older_than: Option<String>,
 }
 

@@ -17,14 +17,25 @@ use crate::http::source::SourceAddr;
 use crate::http::{ApiError, AppState};
 use crate::model::Role;
 
+/// An RFC 6749 scope-token: printable ASCII without space, `"` or `\`.
+#[derive(ToSchema)]
+#[schema(pattern = r"^[!#-\[\]-~]+$")]
+#[expect(
+    dead_code,
+    reason = "a schema only: what the items of `scopes` look like"
+)]
+pub struct ScopeToken(String);
+
 /// The body of PUT /admin/roles/{name}.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutRole {
-    /// RFC 6749 scope-tokens. Scopes a role no longer grants are cut off at once from every
-    /// token that relied on it.
+    /// RFC 6749 scope-tokens, at most 256. Scopes a role no longer grants are cut off at once
+    /// from every token that relied on it.
+    #[schema(value_type = Vec<ScopeToken>, max_items = 256)]
     scopes: Vec<String>,
-    /// Free text, at most 1024 characters.
+    /// Free text, at most 1024 characters, no control characters.
+    #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{0,1024}$")]
     description: Option<String>,
 }
 
@@ -60,7 +71,7 @@ pub struct RoleList {
 
 #[utoipa::path(
     put, path = "/admin/roles/{name}", tag = "admin", operation_id = "put_role",
-    params(("name" = String, Path, description = "The role's name, `[A-Za-z0-9_.:-]{1,64}`")),
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$", description = "The role's name, `[A-Za-z0-9_.:-]{1,64}`")),
     request_body = PutRole,
     security(("client_secret_basic" = [])),
     responses(
@@ -96,7 +107,7 @@ pub async fn put(
 
 #[utoipa::path(
     get, path = "/admin/roles/{name}", tag = "admin", operation_id = "get_role",
-    params(("name" = String, Path, description = "The role's name")),
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$", description = "The role's name")),
     security(("client_secret_basic" = [])),
     responses(
         (status = 200, description = "The role", body = RoleView),
@@ -131,7 +142,7 @@ pub async fn list(
 
 #[utoipa::path(
     delete, path = "/admin/roles/{name}", tag = "admin", operation_id = "delete_role",
-    params(("name" = String, Path, description = "The role's name")),
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$", description = "The role's name")),
     security(("client_secret_basic" = [])),
     responses(
         (status = 204, description = "Deleted: its holders lose it, and every token that relied on it loses its scopes"),
