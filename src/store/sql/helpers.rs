@@ -5,9 +5,10 @@ pub(crate) const INSERT_REFRESH: &str =
          access_status_list_id, access_status_idx)
      values ($1, $2, $3, $4, $5, $6, $7)";
 
+/// `scopes` (`$6`): the scopes lost, for `role` and `subject_scope` entries; null otherwise.
 pub(crate) const INSERT_REVOCATION: &str =
-    "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at)
-     values ($1, $2, $3, $4, $5, $3)";
+    "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at, scopes)
+     values ($1, $2, $3, $4, $5, $3, $6)";
 
 pub(crate) const INSERT_AUDIT: &str = "insert into audit_event (created_at, event_type, actor, subject, client_id, session_id, source_addr, detail)
      values ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -49,6 +50,19 @@ macro_rules! shared_helpers {
                 expires_at: time::OffsetDateTime,
                 actor: Option<&str>,
             ) -> Result<(), $crate::store::StoreError> {
+                Self::insert_scoped_revocation(tx, kind, value, None, now, expires_at, actor).await
+            }
+
+            /// A revocation entry with the scopes it cuts off (`role`, `subject_scope`).
+            async fn insert_scoped_revocation(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                kind: $crate::model::RevocationKind,
+                value: &str,
+                scopes: Option<&str>,
+                now: time::OffsetDateTime,
+                expires_at: time::OffsetDateTime,
+                actor: Option<&str>,
+            ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::rows::DbTime;
                 Self::lock_revocations(tx).await?;
                 sqlx::query($crate::store::sql::helpers::INSERT_REVOCATION)
@@ -57,6 +71,7 @@ macro_rules! shared_helpers {
                     .bind(DbTime(now))
                     .bind(DbTime(expires_at))
                     .bind(actor)
+                    .bind(scopes)
                     .execute(&mut **tx)
                     .await?;
                 Ok(())

@@ -24,10 +24,6 @@ pub(crate) const CLEAR_USER: &str = "delete from user_role where user_id = $1";
 pub(crate) const GRANT: &str =
     "insert into user_role (user_id, role_name) values ($1, $2) on conflict do nothing";
 
-pub(crate) const INSERT_CUTOFF: &str =
-    "insert into revocation (kind, value, revoked_at, expires_at, actor, created_at, scopes)
-     values ($1, $2, $3, $4, $5, $3, $6)";
-
 /// Sets the status-list bits of the tokens a lost scope cut off: every access token issued since
 /// `$4` to a live session of the users reached (`holders`: a join on `s`), carrying the scope `$2`
 /// (its row's scope: a session's row holds its login's token, a refresh row the token issued
@@ -85,17 +81,17 @@ macro_rules! role_store {
                 expires_at: time::OffsetDateTime,
                 actor: Option<&str>,
             ) -> Result<(), $crate::store::StoreError> {
-                use $crate::store::rows::DbTime;
-                Self::lock_revocations(tx).await?;
-                sqlx::query($crate::store::sql::roles::INSERT_CUTOFF)
-                    .bind(kind.as_str())
-                    .bind(value)
-                    .bind(DbTime(now))
-                    .bind(DbTime(expires_at))
-                    .bind(actor)
-                    .bind(scopes.join(" "))
-                    .execute(&mut **tx)
-                    .await?;
+                let scopes = scopes.join(" ");
+                Self::insert_scoped_revocation(
+                    tx,
+                    kind,
+                    value,
+                    Some(&scopes),
+                    now,
+                    expires_at,
+                    actor,
+                )
+                .await?;
                 Self::announce(tx, $crate::store::topic::REVOCATIONS, now).await
             }
 
