@@ -57,6 +57,7 @@ macro_rules! key_store {
                     Self::lock_keys(&mut tx).await?;
                     let existing: i64 = sqlx::query_scalar(q::COUNT).fetch_one(&mut *tx).await?;
                     if existing > 0 {
+                        tx.rollback().await?;
                         return Ok(KeysAdded::AlreadyPresent);
                     }
                     Self::insert_key(&mut tx, active, KeyState::Active, now).await?;
@@ -73,14 +74,19 @@ macro_rules! key_store {
                     now: OffsetDateTime,
                 ) -> Result<KeyRotation, StoreError> {
                     let mut tx = self.begin_write().await?;
-                    // One instance rotates at a time; the others stand down.
+                    // One instance rotates at a time; the others stand down. Early returns roll
+                    // back at once: a dropped transaction's rollback, and so the lock's release,
+                    // waits for the pooled connection's release task, and a writer on another
+                    // connection could meanwhile stand down for nothing.
                     if !Self::try_lock_keys(&mut tx).await? {
+                        tx.rollback().await?;
                         return Ok(KeyRotation::Skipped);
                     }
                     let next: Option<String> = sqlx::query_scalar(q::NEXT_KID)
                         .fetch_optional(&mut *tx)
                         .await?;
                     if next.as_deref() != Some(expected_next) {
+                        tx.rollback().await?;
                         return Ok(KeyRotation::Skipped);
                     }
                     sqlx::query(q::RETIRE_ACTIVE)
@@ -112,9 +118,11 @@ macro_rules! key_store {
                         .fetch_optional(&mut *tx)
                         .await?;
                     let Some(state) = state.as_deref().and_then(KeyState::parse) else {
+                        tx.rollback().await?;
                         return Ok(None);
                     };
                     if state == KeyState::Revoked {
+                        tx.rollback().await?;
                         return Ok(Some(state));
                     }
                     sqlx::query(q::REVOKE)
@@ -144,11 +152,12 @@ macro_rules! key_store {
                     check: &Rewrap,
                     keys: &[Rewrap],
                 ) -> Result<bool, StoreError> {
-                    // Dropping the transaction on any early return rolls everything back.
+                    // Any early return rolls everything back.
                     let mut tx = self.begin_write().await?;
                     Self::lock_keys(&mut tx).await?;
                     let existing: i64 = sqlx::query_scalar(q::COUNT).fetch_one(&mut *tx).await?;
                     if usize::try_from(existing).ok() != Some(keys.len()) {
+                        tx.rollback().await?;
                         return Ok(false);
                     }
                     for key in keys {
@@ -159,6 +168,7 @@ macro_rules! key_store {
                             .execute(&mut *tx)
                             .await?;
                         if done.rows_affected() != 1 {
+                            tx.rollback().await?;
                             return Ok(false);
                         }
                     }
@@ -168,6 +178,7 @@ macro_rules! key_store {
                         .execute(&mut *tx)
                         .await?;
                     if done.rows_affected() != 1 {
+                        tx.rollback().await?;
                         return Ok(false);
                     }
                     tx.commit().await?;
