@@ -375,7 +375,8 @@ impl Issuer {
     }
 
     /// One housekeeping pass: erases retry-window successors whose window has closed and
-    /// deletes rows of no further use, in small batches. Returns the rows touched.
+    /// deletes rows of no further use (status-list rows too), in small batches. Returns the
+    /// rows touched.
     pub async fn housekeeping(&self) -> Result<u64, Error> {
         let now = self.clock.now();
         let erase_before = now - self.policy.refresh_reuse_grace;
@@ -385,6 +386,15 @@ impl Issuer {
                 .store
                 .purge_batch(now, erase_before, PURGE_BATCH)
                 .await?;
+            total += touched;
+            if touched < u64::from(PURGE_BATCH) {
+                break;
+            }
+        }
+        // Status-list rows no live token can name any more (see `status_purge_horizon`).
+        let horizon = self.status_purge_horizon(now);
+        for _ in 0..20 {
+            let touched = self.store.purge_status_lists(&horizon, PURGE_BATCH).await?;
             total += touched;
             if touched < u64::from(PURGE_BATCH) {
                 break;

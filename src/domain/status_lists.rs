@@ -11,6 +11,11 @@
 //! key: one list belongs to one key, so revoking a key sets its lists to all ones and touches
 //! no token of another key. A list is [`LIST_SIZE`] entries; when it is full, the next lease
 //! creates a new list, stored signed (all zeros) before any token names it.
+//!
+//! Housekeeping ([`Issuer::status_purge_horizon`]): an instance uses a lease for at most
+//! [`LEASE_MAX_AGE`], so a list last leased longer ago than that, a block's period, the refresh
+//! retry window and an access-token lifetime (with the clock skew) is named by no live token and
+//! goes, with its blocks and marks; list ids and indices are never handed out again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -25,13 +30,17 @@ use crate::crypto::keys::Signer;
 use crate::crypto::secrets::sha256;
 use crate::model::StatusRef;
 use crate::store::status_lists::{StatusInputs, StatusListInfo};
-use crate::store::{BuilderLease, topic};
+use crate::store::{BuilderLease, StatusPurge, topic};
 
 /// Entries per list: 2^20, 128 KiB uncompressed (the draft's Appendix C size).
 pub const LIST_SIZE: i64 = 1 << 20;
 
 /// Indices an instance leases at a time: one database write per this many sessions' tokens.
 pub const LEASE_SIZE: i64 = 1024;
+
+/// How long an instance hands out indices from one lease: bounds when a list is last named by
+/// a new token, so that housekeeping knows when it can go.
+pub const LEASE_MAX_AGE: time::Duration = time::Duration::minutes(5);
 
 /// Client-credentials tokens of one client share an index per second of issue; a block covers
 /// this many seconds.
@@ -53,12 +62,15 @@ pub struct StatusLists {
     lease: tokio::sync::Mutex<Option<Lease>>,
     /// (kid, client, period start) → the block's first entry.
     blocks: Mutex<HashMap<(String, String, i64), StatusRef>>,
+    /// Held while a client block is recorded.
+    recording: tokio::sync::Mutex<()>,
     /// This instance's name on the builder lease.
     holder: String,
 }
 
 struct Lease {
     kid: String,
+    taken_at: OffsetDateTime,
     list_id: i64,
     next: i64,
     end: i64,
@@ -77,6 +89,7 @@ impl StatusLists {
             ttl,
             lease: tokio::sync::Mutex::new(None),
             blocks: Mutex::new(HashMap::new()),
+            recording: tokio::sync::Mutex::new(()),
             holder: uuid::Uuid::new_v4().to_string(),
         }
     }
@@ -90,11 +103,11 @@ impl Issuer {
     /// `count` consecutive fresh entries of a list of `signer`'s key.
     async fn take_entries(&self, signer: &Signer, count: i64) -> Result<StatusRef, Error> {
         let mut lease = self.status_lists.lease.lock().await;
-        let usable = lease
-            .as_ref()
-            .is_some_and(|l| l.kid == signer.kid && l.end - l.next >= count);
+        let now = self.clock.now();
+        let usable = lease.as_ref().is_some_and(|l| {
+            l.kid == signer.kid && l.end - l.next >= count && now < l.taken_at + LEASE_MAX_AGE
+        });
         if !usable {
-            let now = self.clock.now();
             let size = LEASE_SIZE.max(count);
             let taken = self
                 .store
@@ -113,6 +126,7 @@ impl Issuer {
             }
             *lease = Some(Lease {
                 kid: signer.kid.clone(),
+                taken_at: now,
                 list_id: taken.list_id,
                 next: taken.start,
                 end: taken.start + size,
@@ -148,46 +162,86 @@ impl Issuer {
         let second = issued_at.unix_timestamp();
         let period = second - second.rem_euclid(BLOCK_SECONDS);
         let key = (signer.kid.clone(), client_id.to_owned(), period);
-        let known = self
-            .status_lists
-            .blocks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .copied();
-        let block = match known {
+        let known = || {
+            self.status_lists
+                .blocks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .copied()
+        };
+        let block = match known() {
             Some(block) => block,
             None => {
-                let fresh = self.take_entries(signer, BLOCK_SECONDS).await?;
-                // Another instance may have recorded this client's block first: use theirs.
-                let base = self
-                    .store
-                    .add_status_block(
-                        fresh.list_id,
-                        client_id,
-                        period,
-                        fresh.idx,
-                        self.clock.now(),
-                    )
-                    .await?;
-                let block = StatusRef {
-                    list_id: fresh.list_id,
-                    idx: base,
-                };
-                let mut blocks = self
-                    .status_lists
-                    .blocks
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                blocks.retain(|(_, _, p), _| *p >= period - BLOCK_SECONDS);
-                blocks.insert(key, block);
-                block
+                // One request per instance records a new block; the others that missed it
+                // meanwhile (a minute begins under load) wait and use it, instead of each
+                // taking and dropping 60 entries and writing a row that loses.
+                let _recording = self.status_lists.recording.lock().await;
+                if let Some(block) = known() {
+                    block
+                } else {
+                    self.record_block(signer, client_id, period, key).await?
+                }
             }
         };
         Ok(Some(StatusRef {
             list_id: block.list_id,
             idx: block.idx + (second - period),
         }))
+    }
+
+    /// Takes 60 fresh entries for `client_id`'s block of the period starting at `period` and
+    /// records it, unless another instance recorded one first (then theirs is used).
+    async fn record_block(
+        &self,
+        signer: &Signer,
+        client_id: &str,
+        period: i64,
+        key: (String, String, i64),
+    ) -> Result<StatusRef, Error> {
+        let fresh = self.take_entries(signer, BLOCK_SECONDS).await?;
+        // Another instance may have recorded this client's block first: use theirs.
+        let base = self
+            .store
+            .add_status_block(
+                fresh.list_id,
+                client_id,
+                period,
+                fresh.idx,
+                self.clock.now(),
+            )
+            .await?;
+        let block = StatusRef {
+            list_id: fresh.list_id,
+            idx: base,
+        };
+        let mut blocks = self
+            .status_lists
+            .blocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        blocks.retain(|(_, _, p), _| *p >= period - BLOCK_SECONDS);
+        blocks.insert(key, block);
+        Ok(block)
+    }
+
+    /// What housekeeping may delete at `now`: rows that no token still live (with the clock
+    /// skew) can name. A block's tokens are issued within its period; a mark is made while its
+    /// token is live, and a refresh retry may name the successor's entry again within the retry
+    /// window; a list is named by new tokens at most [`LEASE_MAX_AGE`] after its last lease
+    /// (plus a block's period, plus the retry window).
+    pub fn status_purge_horizon(&self, now: OffsetDateTime) -> StatusPurge {
+        let lifetime = self.policy.access_token_ttl + CLOCK_SKEW;
+        let expired_before = now - lifetime;
+        let block = time::Duration::seconds(BLOCK_SECONDS);
+        StatusPurge {
+            blocks_started_before: (expired_before - block).unix_timestamp(),
+            marks_before: expired_before - self.policy.refresh_reuse_grace,
+            lists_leased_before: expired_before
+                - self.policy.refresh_reuse_grace
+                - LEASE_MAX_AGE
+                - block,
+        }
     }
 
     /// One builder pass: rebuilds every list that may still matter whose stored token is older

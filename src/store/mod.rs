@@ -43,7 +43,7 @@ pub use revocations::{RevocationAdded, RevocationStore};
 pub use roles::{RoleStore, RoleWrite};
 pub use sessions::{Consumed, SessionAdded, SessionRevocation, SessionStore};
 pub use sqlite::SqliteStore;
-pub use status_lists::{BuilderLease, StatusLease, StatusListStore};
+pub use status_lists::{BuilderLease, StatusLease, StatusListStore, StatusPurge};
 pub use throttle::{Reservation, ThrottleRule, ThrottleStore};
 pub use users::UserStore;
 

@@ -62,6 +62,18 @@ pub struct StatusInputs {
     pub enabled_clients: Vec<String>,
 }
 
+/// What housekeeping may delete: rows no live token can need any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusPurge {
+    /// Client blocks whose period began before this (unix seconds).
+    pub blocks_started_before: i64,
+    /// Marks made before this.
+    pub marks_before: OffsetDateTime,
+    /// Lists last leased before this, with their blocks and marks: the list is no longer
+    /// served and its id is never handed out again.
+    pub lists_leased_before: OffsetDateTime,
+}
+
 /// What `acquire_status_builder` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuilderLease {
@@ -73,7 +85,8 @@ pub enum BuilderLease {
 #[async_trait]
 pub trait StatusListStore: Send + Sync {
     /// Leases `count` fresh indices from the newest served list of `kid` that has room, or
-    /// creates a list of `size` entries for `kid` and leases its first `count`.
+    /// creates a list of `size` entries for `kid` and leases its first `count`; the list's
+    /// `leased_at` becomes `now`.
     async fn lease_status_indices(
         &self,
         kid: &str,
@@ -115,6 +128,14 @@ pub trait StatusListStore: Send + Sync {
 
     /// A list's signed token and its ETag, once announced.
     async fn find_status_list(&self, list_id: i64) -> Result<Option<(String, String)>, StoreError>;
+
+    /// One housekeeping batch: deletes up to `batch` rows of each kind past `horizon`.
+    /// Returns the rows deleted (a list counts once, whatever it took with it).
+    async fn purge_status_lists(
+        &self,
+        horizon: &StatusPurge,
+        batch: u32,
+    ) -> Result<u64, StoreError>;
 
     /// Takes or renews the builder lease for `holder` until `until`.
     async fn acquire_status_builder(

@@ -30,6 +30,7 @@ both_backends!(
     the_switch_turns_status_lists_off,
     malformed_and_unknown_list_ids_are_400_and_404,
     pythons_zlib_decodes_a_served_list_to_the_same_bits,
+    a_list_is_served_until_its_last_token_can_have_expired_then_purged,
 );
 
 fn claims(jwt: &str) -> Value {
@@ -708,4 +709,40 @@ async fn pythons_zlib_decodes_a_served_list_to_the_same_bits(backend: Backend) {
     assert_eq!(expected.len(), 5);
     assert_eq!(set, expected);
     assert_eq!(bits(&app, &uri).await.count(), 5);
+}
+
+/// Default settings: access tokens live 300 s, the clock skew is 60 s, the refresh retry window
+/// 10 s; a lease is used for at most 300 s and a client block spans 60 s.
+async fn a_list_is_served_until_its_last_token_can_have_expired_then_purged(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let w = world(&app).await;
+    let machine = machine_token(&app, &w.client).await;
+    let (uri, _) = entry(&machine);
+    build(&[&app]).await;
+    // Four minutes on, a login still takes its entry from the same lease, hence the same list.
+    app.clock.advance(time::Duration::seconds(240));
+    let (session, _) = login(&app, &w.client, "alice").await;
+    assert_eq!(entry(&session).0, uri);
+    let path = &uri[uri.find("/statuslists/").unwrap()..];
+    let listed = |body: Value| {
+        body["status_lists"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u.as_str() == Some(uri.as_str()))
+    };
+    // Last leased at the start: tokens may name the list until 300 + 60 (a block) + 10 +
+    // 300 + 60 s later.
+    app.clock.advance(time::Duration::seconds(730 - 240));
+    app.issuer.housekeeping().await.unwrap();
+    assert_eq!(app.get(path).send().await.unwrap().status(), 200);
+    assert!(listed(get_json(&app, "/statuslists").await));
+    app.clock.advance(time::Duration::seconds(1));
+    app.issuer.housekeeping().await.unwrap();
+    assert_error(app.get(path).send().await.unwrap(), 404, "not_found").await;
+    assert!(!listed(get_json(&app, "/statuslists").await));
+    // The lease has aged out: the next token gets a fresh list, never the purged id again.
+    let next = machine_token(&app, &w.client).await;
+    let id = |u: &str| u.rsplit('/').next().unwrap().parse::<i64>().unwrap();
+    assert!(id(&entry(&next).0) > id(&uri));
 }

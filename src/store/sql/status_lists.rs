@@ -2,14 +2,14 @@
 
 /// The newest announced list of the key, if it has room (the re-checked condition makes two
 /// concurrent leases take distinct runs).
-pub(crate) const LEASE: &str = "update status_list set next_idx = next_idx + $2
+pub(crate) const LEASE: &str = "update status_list set next_idx = next_idx + $2, leased_at = $3
      where status_list_id = (select max(status_list_id) from status_list
                              where kid = $1 and token is not null)
        and next_idx + $2 <= size
      returning status_list_id, next_idx - $2";
 
 pub(crate) const CREATE_LIST: &str =
-    "insert into status_list (kid, size, next_idx, created_at) values ($1, $2, $3, $4)
+    "insert into status_list (kid, size, next_idx, created_at, leased_at) values ($1, $2, $3, $4, $4)
      returning status_list_id";
 
 pub(crate) const ADD_BLOCK: &str = "insert into status_block
@@ -55,6 +55,22 @@ pub(crate) const BUILDER: &str = "update status_builder set holder = $1, lease_u
 pub(crate) const MARK: &str = "insert into status_mark (status_list_id, status_idx, created_at)
      values ($1, $2, $3) on conflict do nothing";
 
+/// Housekeeping, a batch per statement (row values: the same text on both backends). Blocks
+/// whose period began before `$1` (unix seconds).
+pub(crate) const PURGE_BLOCKS: &str = "delete from status_block
+     where (status_list_id, client_id, period_start) in (
+         select status_list_id, client_id, period_start from status_block
+         where period_start < $1 limit $2)";
+
+/// Marks made before `$1`.
+pub(crate) const PURGE_MARKS: &str = "delete from status_mark
+     where (status_list_id, status_idx) in (
+         select status_list_id, status_idx from status_mark where created_at < $1 limit $2)";
+
+/// Lists last leased before `$1`, with whatever blocks and marks they still have (cascade).
+pub(crate) const PURGE_LISTS: &str = "delete from status_list where status_list_id in (
+     select status_list_id from status_list where leased_at < $1 limit $2)";
+
 macro_rules! status_list_store {
     ($store:ty) => {
         const _: () = {
@@ -64,7 +80,7 @@ macro_rules! status_list_store {
             use $crate::store::sql::status_lists as q;
             use $crate::store::status_lists::{
                 BuilderLease, SessionIndex, StatusBlock, StatusInputs, StatusLease, StatusListInfo,
-                StatusListStore,
+                StatusListStore, StatusPurge,
             };
 
             #[async_trait::async_trait]
@@ -79,6 +95,7 @@ macro_rules! status_list_store {
                     let leased: Option<(i64, i64)> = sqlx::query_as(q::LEASE)
                         .bind(kid)
                         .bind(count)
+                        .bind(DbTime(now))
                         .fetch_optional(&self.pool)
                         .await?;
                     if let Some((list_id, start)) = leased {
@@ -235,6 +252,33 @@ macro_rules! status_list_store {
                         .bind(list_id)
                         .fetch_optional(&self.pool)
                         .await?)
+                }
+
+                async fn purge_status_lists(
+                    &self,
+                    horizon: &StatusPurge,
+                    batch: u32,
+                ) -> Result<u64, StoreError> {
+                    let limit = i64::from(batch);
+                    let blocks = sqlx::query(q::PURGE_BLOCKS)
+                        .bind(horizon.blocks_started_before)
+                        .bind(limit)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    let marks = sqlx::query(q::PURGE_MARKS)
+                        .bind(DbTime(horizon.marks_before))
+                        .bind(limit)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    let lists = sqlx::query(q::PURGE_LISTS)
+                        .bind(DbTime(horizon.lists_leased_before))
+                        .bind(limit)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    Ok(blocks + marks + lists)
                 }
 
                 async fn acquire_status_builder(

@@ -5,15 +5,17 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tessera::store::BuilderLease;
+use tessera::model::{RevocationKind, StatusRef};
+use tessera::store::{BuilderLease, StatusPurge};
 
-use super::{Fixture, secs, t0};
+use super::{Fixture, audit, secs, t0};
 use crate::both_backends;
 use crate::helpers::Backend;
 
 both_backends!(
     concurrent_leases_never_overlap_and_a_full_list_is_followed_by_a_new_one,
     a_client_block_is_recorded_once_and_the_builder_lease_has_one_holder,
+    housekeeping_deletes_status_rows_past_their_horizon_and_never_reuses_a_list_id,
 );
 
 async fn concurrent_leases_never_overlap_and_a_full_list_is_followed_by_a_new_one(
@@ -134,4 +136,119 @@ async fn a_client_block_is_recorded_once_and_the_builder_lease_has_one_holder(ba
         BuilderLease::Acquired,
         "a lapsed lease is taken over"
     );
+}
+
+async fn housekeeping_deletes_status_rows_past_their_horizon_and_never_reuses_a_list_id(
+    backend: Backend,
+) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store();
+    let now = t0();
+    let long_ago = now - secs(7200);
+    let recently = now - secs(10);
+    // k1's old list, filled and last leased two hours ago; then its current one.
+    let old = store
+        .lease_status_indices("k1", 1000, 1000, long_ago)
+        .await
+        .unwrap();
+    store
+        .store_status_list(old.list_id, "old", "e1", 0, long_ago)
+        .await
+        .unwrap();
+    let current = store
+        .lease_status_indices("k1", 120, 1000, recently)
+        .await
+        .unwrap();
+    assert!(current.created);
+    store
+        .store_status_list(current.list_id, "current", "e2", 0, recently)
+        .await
+        .unwrap();
+    let minute = |at: time::OffsetDateTime| {
+        let s = at.unix_timestamp();
+        s - s.rem_euclid(60)
+    };
+    // Blocks: the old list's and an old one of the current list go, a recent one stays.
+    for (list_id, period, base) in [
+        (old.list_id, minute(long_ago), 0),
+        (current.list_id, minute(long_ago), 0),
+        (current.list_id, minute(recently), 60),
+    ] {
+        store
+            .add_status_block(list_id, "web", period, base, now)
+            .await
+            .unwrap();
+    }
+    // Marks: old ones go, a recent one stays; the old list's recent mark goes with its list.
+    let mark = |list_id, idx, value: &'static str, at| {
+        let event = audit("token_revoked", at);
+        async move {
+            store
+                .add_revocation(
+                    RevocationKind::Jti,
+                    value,
+                    at,
+                    at + secs(300),
+                    &event,
+                    Some(StatusRef { list_id, idx }),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    mark(old.list_id, 7, "j1", long_ago).await;
+    mark(current.list_id, 5, "j2", long_ago).await;
+    mark(current.list_id, 6, "j3", recently).await;
+    mark(old.list_id, 8, "j4", recently).await;
+
+    let hour_ago = now - secs(3600);
+    let horizon = StatusPurge {
+        blocks_started_before: hour_ago.unix_timestamp(),
+        marks_before: hour_ago,
+        lists_leased_before: hour_ago,
+    };
+    // 2 blocks, 2 marks, 1 list (taking its remaining mark with it).
+    assert_eq!(store.purge_status_lists(&horizon, 100).await.unwrap(), 5);
+    assert_eq!(store.purge_status_lists(&horizon, 100).await.unwrap(), 0);
+    assert_eq!(store.find_status_list(old.list_id).await.unwrap(), None);
+    assert!(
+        store
+            .find_status_list(current.list_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let kept = store.status_inputs(current.list_id, now).await.unwrap();
+    assert_eq!(kept.blocks.len(), 1);
+    assert_eq!(kept.blocks[0].base, 60);
+    assert_eq!(kept.marks, [6]);
+    assert_eq!(fx.count("select count(*) from status_mark").await, 1);
+    assert_eq!(fx.count("select count(*) from status_block").await, 1);
+
+    // A lease keeps a list: leasing from it moves its horizon.
+    let leased = store
+        .lease_status_indices("k1", 10, 1000, now)
+        .await
+        .unwrap();
+    assert_eq!(leased.list_id, current.list_id);
+    let later = StatusPurge {
+        lists_leased_before: now,
+        ..horizon
+    };
+    assert_eq!(store.purge_status_lists(&later, 100).await.unwrap(), 0);
+
+    // Once every list of k1 is gone, the next lease creates a list under an id never used
+    // before (SQLite would reuse the highest rowid without autoincrement).
+    let everything = StatusPurge {
+        lists_leased_before: now + secs(1),
+        ..horizon
+    };
+    assert_eq!(store.purge_status_lists(&everything, 100).await.unwrap(), 1);
+    let fresh = store
+        .lease_status_indices("k1", 10, 1000, now)
+        .await
+        .unwrap();
+    assert!(fresh.created);
+    assert!(fresh.list_id > current.list_id);
+    assert_eq!(fresh.start, 0);
 }
