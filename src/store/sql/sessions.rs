@@ -46,7 +46,8 @@ macro_rules! session_store {
             use $crate::store::rows::{DbTime, DbUuid, RefreshRow};
             use $crate::store::sql::sessions as q;
             use $crate::store::{
-                Consumed, SessionAdded, SessionRevocation, SessionStore, StoreError, topic,
+                Consumed, Rotation, SessionAdded, SessionRevocation, SessionStore, StoreError,
+                topic,
             };
 
             #[async_trait::async_trait]
@@ -97,16 +98,14 @@ macro_rules! session_store {
                         .transpose()
                 }
 
-                async fn consume_refresh_token(
+                async fn consume_refresh_tokens(
                     &self,
-                    digest: &[u8; 32],
-                    successor: &NewRefreshToken,
-                    successor_ciphertext: Option<&[u8]>,
-                    now: OffsetDateTime,
-                    audit: &AuditEvent,
-                ) -> Result<Consumed, StoreError> {
-                    self.consume(digest, successor, successor_ciphertext, now, audit)
-                        .await
+                    rotations: &[Rotation],
+                ) -> Result<Vec<Consumed>, StoreError> {
+                    if rotations.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    self.consume(rotations).await
                 }
 
                 async fn revoke_session(
