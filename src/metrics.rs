@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
 pub const REFRESHES: &str = "tessera_refreshes_total";
+pub const REFRESH_BATCH_SIZE: &str = "tessera_refresh_batch_size";
 pub const REFRESH_REUSE_DETECTED: &str = "tessera_refresh_reuse_detected_total";
 pub const REVOCATIONS: &str = "tessera_revocations_total";
 pub const TOKEN_ERRORS: &str = "tessera_token_errors_total";
@@ -59,6 +60,12 @@ pub fn handle() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION.into()), &latency)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(ARGON2_WAIT.into()), &latency))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(REFRESH_BATCH_SIZE.into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                    )
+                })
                 .expect("valid buckets");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -77,6 +84,10 @@ fn describe() {
         "Access tokens issued, by grant and client kind"
     );
     describe_counter!(REFRESHES, "Refresh attempts, by outcome");
+    describe_histogram!(
+        REFRESH_BATCH_SIZE,
+        "Refresh rotations per PostgreSQL transaction (group commit)"
+    );
     describe_counter!(
         REFRESH_REUSE_DETECTED,
         "Consumed refresh tokens presented again (sessions revoked)"

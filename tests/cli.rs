@@ -871,6 +871,202 @@ async fn a_killed_process_never_leaves_half_a_rotation() {
     }
 }
 
+/// A process killed while a batch of rotations is inside its transaction (held there by a row
+/// lock this test takes on one of the sessions): no request got an answer, and the batch is
+/// all or nothing (one statement): every session either rotated with its successor and its
+/// audit event, or is untouched. A restarted instance answers each presented token again, by a
+/// rotation or with the successor the dead one committed (the retry window).
+#[tokio::test]
+async fn a_process_killed_mid_batch_answered_nothing_and_left_no_half_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = postgres_admin_url();
+    let pg_name = format!("tessera_kill_batch_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("create database {pg_name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut db_url = url::Url::parse(&admin).unwrap();
+    db_url.set_path(&pg_name);
+    let db_url = db_url.to_string();
+    let base = [
+        ("TESSERA_LISTEN", "127.0.0.1:0"),
+        ("TESSERA_BOOTSTRAP_ADMIN_ID", "admin"),
+        ("TESSERA_BOOTSTRAP_ADMIN_SECRET", "kill-test-admin-secret"),
+        (
+            "TESSERA_MASTER_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+        ("TESSERA_DATABASE_URL", db_url.as_str()),
+        ("TESSERA_REFRESH_REUSE_GRACE", "300"),
+    ];
+    // A batch starts with exactly three rotations.
+    let mut batched = base.to_vec();
+    batched.push(("TESSERA_REFRESH_BATCH_SIZE", "3"));
+    batched.push(("TESSERA_REFRESH_BATCH_WAIT_US", "10000000"));
+    let (mut child, url, _stdout) = serve(dir.path(), &batched).await;
+
+    let http = reqwest::Client::new();
+    let admin_call = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{url}{path}"))
+            .basic_auth("admin", Some("kill-test-admin-secret"))
+    };
+    let created: serde_json::Value = admin_call(reqwest::Method::POST, "/admin/clients")
+        .json(&serde_json::json!({"grant_types": ["password", "refresh_token"], "scopes": ["read"], "audiences": ["api"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    admin_call(reqwest::Method::PUT, "/admin/roles/reader")
+        .json(&serde_json::json!({"scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    admin_call(reqwest::Method::POST, "/admin/users")
+        .json(&serde_json::json!({"username": "kim", "password": "kim's password", "roles": ["reader"]}))
+        .send()
+        .await
+        .unwrap();
+    let token_call = |url: &str, form: &[(&str, &str)]| {
+        http.post(format!("{url}/token"))
+            .basic_auth(&id, Some(&secret))
+            .form(form)
+            .send()
+    };
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let login: serde_json::Value = token_call(
+            &url,
+            &[
+                ("grant_type", "password"),
+                ("username", "kim"),
+                ("password", "kim's password"),
+            ],
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        tokens.push(login["refresh_token"].as_str().unwrap().to_owned());
+    }
+    let session = |token: &str| {
+        tessera::domain::refresh::parse_refresh_token(token)
+            .unwrap()
+            .0
+    };
+
+    // Hold the middle session's row: the batch's statement waits there, inside its transaction.
+    let mut holder = <sqlx::PgConnection as sqlx::Connection>::connect(&db_url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("begin").execute(&mut holder).await.unwrap();
+    sqlx::query("select 1 from session where session_id = $1 for update")
+        .bind(session(&tokens[1]))
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut requests = Vec::new();
+    for token in &tokens {
+        let request = token_call(
+            &url,
+            &[("grant_type", "refresh_token"), ("refresh_token", token)],
+        );
+        requests.push(tokio::spawn(
+            async move { request.await.map(|r| r.status()) },
+        ));
+    }
+    let waiting = "select count(*) from pg_stat_activity
+        where datname = current_database() and application_name = 'tessera' and wait_event_type = 'Lock'";
+    let mut observer = <sqlx::PgConnection as sqlx::Connection>::connect(&db_url)
+        .await
+        .unwrap();
+    let mut blocked = false;
+    for _ in 0..600 {
+        let n: i64 = sqlx::query_scalar(waiting)
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+        if n > 0 {
+            blocked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(blocked, "the batch reached the held row");
+    child.start_kill().unwrap(); // SIGKILL, mid-transaction
+    child.wait().await.unwrap();
+    for request in requests {
+        let answer = request.await.unwrap();
+        assert!(answer.is_err(), "an answer from a killed batch: {answer:?}");
+    }
+    // Let the orphaned statement run to its end (commit or not), then look.
+    sqlx::raw_sql("rollback")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let busy = "select count(*) from pg_stat_activity
+        where datname = current_database() and application_name = 'tessera' and state = 'active'";
+    for _ in 0..600 {
+        let n: i64 = sqlx::query_scalar(busy)
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let per_session = "select (select count(*) from refresh_token where session_id = $1 and consumed_at is not null),
+                              (select count(*) from refresh_token where session_id = $1),
+                              (select count(*) from audit_event where session_id = $1 and event_type = 'refresh')";
+    let mut rotated = Vec::new();
+    for token in &tokens {
+        let (consumed, rows, events): (i64, i64, i64) = sqlx::query_as(per_session)
+            .bind(session(token))
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+        // Untouched (one token, no event) or rotated whole (consumed, successor, event).
+        assert!(
+            (consumed, rows, events) == (0, 1, 0) || (consumed, rows, events) == (1, 2, 1),
+            "half a rotation: {consumed} consumed, {rows} rows, {events} events"
+        );
+        rotated.push(consumed == 1);
+    }
+    assert!(
+        rotated.iter().all(|r| *r) || rotated.iter().all(|r| !*r),
+        "half a batch: {rotated:?}"
+    );
+
+    // A new instance answers every presented token again.
+    let (mut child, url, _stdout) = serve(dir.path(), &base).await;
+    for token in &tokens {
+        let answer: serde_json::Value = token_call(
+            &url,
+            &[("grant_type", "refresh_token"), ("refresh_token", token)],
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert!(answer["refresh_token"].is_string(), "{answer}");
+    }
+    assert_eq!(terminate(&mut child).await.code(), Some(0));
+    drop((holder, observer));
+    sqlx::raw_sql(&format!("drop database {pg_name} with (force)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
 /// `tessera master-key rotate` on the embedded default: afterwards only the new key (or the old
 /// one as TESSERA_MASTER_KEY_PREVIOUS beside it) opens the database, and the kids are the same.
 #[tokio::test]

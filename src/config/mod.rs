@@ -17,7 +17,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::crypto::MasterKey;
-use crate::domain::TokenPolicy;
+use crate::domain::{RotationBatching, TokenPolicy};
 use crate::model::SigningAlg;
 
 mod layers;
@@ -113,6 +113,11 @@ impl Settings {
                     Some(self.value(&STATUS_LIST_TTL)?)
                 } else {
                     None
+                },
+                refresh_batching: RotationBatching {
+                    max_wait: Duration::from_micros(self.value(&REFRESH_BATCH_WAIT_US)?.into()),
+                    max_size: usize::try_from(self.value(&REFRESH_BATCH_SIZE)?)
+                        .unwrap_or(usize::MAX),
                 },
             },
             key_rotation_interval,

@@ -292,6 +292,25 @@ pub(super) const REFRESH_REUSE_GRACE: Setting<Duration> = Setting {
     constraint: Some("shorter than the idle TTL"),
 };
 
+pub(super) const REFRESH_BATCH_WAIT_US: Setting<u32> = Setting {
+    key: "refresh_batch_wait_us",
+    default: Initial::Value("500"),
+    parser: &Whole {
+        min: 0,
+        max: 10_000_000,
+    },
+    meaning: "PostgreSQL: the longest a refresh rotation waits for others to share its transaction, microseconds (the timer rounds up to its 1 ms tick; above 1000 only for tests that gather known requests)",
+    constraint: None,
+};
+
+pub(super) const REFRESH_BATCH_SIZE: Setting<u32> = Setting {
+    key: "refresh_batch_size",
+    default: Initial::Value("64"),
+    parser: &Whole { min: 1, max: 1_000 },
+    meaning: "PostgreSQL: refresh rotations per transaction at most; 1 turns batching off",
+    constraint: None,
+};
+
 pub(super) const KEY_ROTATION_INTERVAL: Setting<Duration> = Setting {
     key: "key_rotation_interval",
     default: Initial::Value("2592000"),
@@ -407,6 +426,8 @@ pub(super) const ALL: &[&dyn Row] = &[
     &REFRESH_TOKEN_IDLE_TTL,
     &REFRESH_TOKEN_ABSOLUTE_TTL,
     &REFRESH_REUSE_GRACE,
+    &REFRESH_BATCH_WAIT_US,
+    &REFRESH_BATCH_SIZE,
     &KEY_ROTATION_INTERVAL,
     &JWKS_MAX_AGE,
     &REVOCATION_MAX_STALENESS,

@@ -16,6 +16,7 @@ pub mod refresh;
 pub mod revocations;
 pub mod revoke;
 pub mod roles;
+pub mod rotations;
 pub mod status_bits;
 pub mod status_lists;
 pub mod throttle;
@@ -25,6 +26,7 @@ pub mod usage;
 pub use clients::{AuthMethod, ClientCredentials, ClientRegistry};
 pub use keys::KeyRing;
 pub use policy::TokenPolicy;
+pub use rotations::RotationBatching;
 
 use passwords::PasswordHasher;
 use throttle::Throttle;
@@ -170,6 +172,8 @@ pub struct Issuer {
     /// Passes of [`Issuer::sync`] so far (for operators and tests: a burst of notifications
     /// costs one pass, not one each).
     sync_passes: std::sync::atomic::AtomicU64,
+    /// Refresh rotations, gathered into shared transactions on PostgreSQL.
+    rotations: rotations::Rotations,
     /// Client use since the last flush.
     usage: usage::UsageRecorder,
     hygiene: usage::HygieneGauges,
@@ -193,6 +197,7 @@ impl Issuer {
         let revocations = revocations::RevocationState::default();
         revocations.catch_up(store.as_ref(), clock.now()).await?;
         Ok(Self {
+            rotations: rotations::Rotations::new(Arc::clone(&store), policy.refresh_batching),
             store,
             clock,
             keys,

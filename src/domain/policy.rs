@@ -18,4 +18,6 @@ pub struct TokenPolicy {
     pub client_secret_max_age: Option<Duration>,
     /// The Token Status List's `ttl` when lists are on (`TESSERA_STATUS_LIST`), else `None`.
     pub status_list_ttl: Option<Duration>,
+    /// How concurrent rotations share a PostgreSQL transaction (group commit).
+    pub refresh_batching: super::RotationBatching,
 }

@@ -14,7 +14,7 @@ use crate::model::{
     AuditEvent, Client, GrantType, NewRefreshToken, RefreshTokenRecord, RefreshTokenState,
     StatusRef, Verdict,
 };
-use crate::store::Consumed;
+use crate::store::{Consumed, Rotation};
 
 /// The prefix that lets secret scanners spot a leaked refresh token.
 pub const REFRESH_TOKEN_PREFIX: &str = "tsr_";
@@ -212,11 +212,14 @@ impl Issuer {
             detail: serde_json::json!({ "scope": scope }),
             created_at: now,
         };
-        match self
-            .store
-            .consume_refresh_token(&digest, &next, sealed.as_deref(), now, &event)
-            .await?
-        {
+        let rotation = Rotation {
+            digest,
+            successor: next,
+            successor_ciphertext: sealed,
+            now,
+            audit: event,
+        };
+        match self.rotations.consume(rotation).await? {
             Consumed::Rotated => {
                 tracing::info!(session_id = %session_id, "refresh token rotated");
                 metrics::counter!(crate::metrics::REFRESHES, "outcome" => "rotated").increment(1);

@@ -41,7 +41,7 @@ pub use keys::{KeyRotation, KeyStore, KeysAdded, Rewrap};
 pub use postgres::PgStore;
 pub use revocations::{RevocationAdded, RevocationStore};
 pub use roles::{RoleStore, RoleWrite};
-pub use sessions::{Consumed, SessionAdded, SessionRevocation, SessionStore};
+pub use sessions::{Consumed, Rotation, SessionAdded, SessionRevocation, SessionStore};
 pub use sqlite::SqliteStore;
 pub use status_lists::{BuilderLease, StatusLease, StatusListStore, StatusPurge};
 pub use throttle::{Reservation, ThrottleRule, ThrottleStore};

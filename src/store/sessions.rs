@@ -23,6 +23,18 @@ pub enum Consumed {
     NotLive,
 }
 
+/// One refresh-token rotation (RFC 6749 §6) to carry out: the presented token's digest, its
+/// successor (sealed for the retry window, if there is one) and the rotation's `refresh` audit
+/// event.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub digest: [u8; 32],
+    pub successor: NewRefreshToken,
+    pub successor_ciphertext: Option<Vec<u8>>,
+    pub now: OffsetDateTime,
+    pub audit: AuditEvent,
+}
+
 /// What `revoke_session` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionRevocation {
@@ -48,10 +60,19 @@ pub trait SessionStore: Send + Sync {
         digest: &[u8; 32],
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
 
-    /// Rotation, in one transaction that locks the session: consumes the token (keeping its
-    /// successor sealed for the retry window, if there is one), stores the successor and records `audit` (the
-    /// rotation's `refresh` event), only while the token is unconsumed and unrevoked and the
-    /// session unrevoked. A rotation that does not happen records nothing.
+    /// Rotations, in one transaction that locks their sessions (in a fixed order): each
+    /// consumes its token (keeping the successor sealed for the retry window, if there is one),
+    /// stores the successor and records the rotation's `refresh` event, only while the token is
+    /// unconsumed and unrevoked and the session unrevoked. One outcome per rotation, in order; a
+    /// rotation that does not happen records nothing. Of two rotations of one token, at most one
+    /// happens. An error means nothing was written (the transaction as a whole failed), so each
+    /// rotation may be tried again.
+    async fn consume_refresh_tokens(
+        &self,
+        rotations: &[Rotation],
+    ) -> Result<Vec<Consumed>, StoreError>;
+
+    /// One rotation: [`SessionStore::consume_refresh_tokens`] of one.
     async fn consume_refresh_token(
         &self,
         digest: &[u8; 32],
@@ -59,7 +80,17 @@ pub trait SessionStore: Send + Sync {
         successor_ciphertext: Option<&[u8]>,
         now: OffsetDateTime,
         audit: &AuditEvent,
-    ) -> Result<Consumed, StoreError>;
+    ) -> Result<Consumed, StoreError> {
+        let rotation = Rotation {
+            digest: *digest,
+            successor: successor.clone(),
+            successor_ciphertext: successor_ciphertext.map(<[u8]>::to_vec),
+            now,
+            audit: audit.clone(),
+        };
+        let outcomes = self.consume_refresh_tokens(&[rotation]).await?;
+        Ok(outcomes.first().copied().unwrap_or(Consumed::NotLive))
+    }
 
     /// Revokes a session and every refresh token in it, records a `session` revocation (for
     /// the access tokens carrying its `sid`, until `access_tokens_expire_at`) and, if given, an

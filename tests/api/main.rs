@@ -4,6 +4,7 @@
 mod helpers;
 
 mod admin;
+mod batching;
 mod guards;
 mod hygiene;
 mod keys;

@@ -5,20 +5,16 @@ pub(crate) const INSERT: &str =
          status_list_id, status_idx)
      values ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-/// A token with its successor's state and scope, its session and the session's user.
+/// A token with its successor's state and scope, its session and the session's user. The
+/// successor is one primary-key probe (a left join: a live token has none), the user's roles
+/// one aggregate.
 pub(crate) const FIND_REFRESH: &str = "select t.session_id, t.token_digest, t.scope, t.created_at, t.idle_expires_at, t.consumed_at,
         t.revoked_at, t.successor_ciphertext,
-        coalesce((select n.consumed_at is null and n.revoked_at is null from refresh_token n
-                  where n.session_id = t.session_id and n.token_digest = t.successor_digest), false)
+        n.token_digest is not null and n.consumed_at is null and n.revoked_at is null
             as successor_unused,
-        (select n.scope from refresh_token n
-         where n.session_id = t.session_id and n.token_digest = t.successor_digest) as successor_scope,
-        (select n.access_status_list_id from refresh_token n
-         where n.session_id = t.session_id and n.token_digest = t.successor_digest)
-            as successor_status_list_id,
-        (select n.access_status_idx from refresh_token n
-         where n.session_id = t.session_id and n.token_digest = t.successor_digest)
-            as successor_status_idx,
+        n.scope as successor_scope,
+        n.access_status_list_id as successor_status_list_id,
+        n.access_status_idx as successor_status_idx,
         s.client_id, s.user_id, s.expires_at as session_expires_at,
         s.revoked_at as session_revoked_at, u.disabled as user_disabled,
         (select string_agg(r.name || ' ' || r.scopes, '\"' order by r.name)
@@ -27,6 +23,7 @@ pub(crate) const FIND_REFRESH: &str = "select t.session_id, t.token_digest, t.sc
      from refresh_token t
      join session s on s.session_id = t.session_id
      join user_account u on u.user_id = s.user_id
+     left join refresh_token n on n.session_id = t.session_id and n.token_digest = t.successor_digest
      where t.session_id = $1 and t.token_digest = $2";
 
 pub(crate) const REVOKE_SESSION: &str = "update session set revoked_at = $2, revoked_reason = $3 where session_id = $1 and revoked_at is null";
@@ -46,7 +43,8 @@ macro_rules! session_store {
             use $crate::store::rows::{DbTime, DbUuid, RefreshRow};
             use $crate::store::sql::sessions as q;
             use $crate::store::{
-                Consumed, SessionAdded, SessionRevocation, SessionStore, StoreError, topic,
+                Consumed, Rotation, SessionAdded, SessionRevocation, SessionStore, StoreError,
+                topic,
             };
 
             #[async_trait::async_trait]
@@ -97,16 +95,14 @@ macro_rules! session_store {
                         .transpose()
                 }
 
-                async fn consume_refresh_token(
+                async fn consume_refresh_tokens(
                     &self,
-                    digest: &[u8; 32],
-                    successor: &NewRefreshToken,
-                    successor_ciphertext: Option<&[u8]>,
-                    now: OffsetDateTime,
-                    audit: &AuditEvent,
-                ) -> Result<Consumed, StoreError> {
-                    self.consume(digest, successor, successor_ciphertext, now, audit)
-                        .await
+                    rotations: &[Rotation],
+                ) -> Result<Vec<Consumed>, StoreError> {
+                    if rotations.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    self.consume(rotations).await
                 }
 
                 async fn revoke_session(

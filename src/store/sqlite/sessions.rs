@@ -1,12 +1,11 @@
 //! Sessions and refresh tokens on SQLite: the IMMEDIATE transaction orders logins, offboardings and rotations, and rotation runs as separate statements inside it. Uses: model.
 
-use time::OffsetDateTime;
+use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
-use crate::model::{AuditEvent, NewRefreshToken};
 use crate::store::rows::{DbTime, DbUuid};
 use crate::store::sql::sessions::session_store;
-use crate::store::{Consumed, StoreError};
+use crate::store::{Consumed, Rotation, StoreError};
 
 const SESSION_LIVE: &str = "select revoked_at is null from session where session_id = $1";
 
@@ -24,20 +23,33 @@ impl SqliteStore {
         "select coalesce((select not disabled from user_account where user_id = $1)
             and (select not disabled from client where client_id = $2), false)";
 
-    async fn consume(
-        &self,
-        digest: &[u8; 32],
-        successor: &NewRefreshToken,
-        successor_ciphertext: Option<&[u8]>,
-        now: OffsetDateTime,
-        audit: &AuditEvent,
-    ) -> Result<Consumed, StoreError> {
-        // IMMEDIATE: the write lock first, so concurrent rotations queue instead of deadlocking.
+    /// Every rotation in one IMMEDIATE transaction (the write lock first, so concurrent
+    /// rotations queue instead of deadlocking), each checked and carried out in turn.
+    async fn consume(&self, rotations: &[Rotation]) -> Result<Vec<Consumed>, StoreError> {
         let mut tx = self.begin_write().await?;
+        let mut outcomes = Vec::with_capacity(rotations.len());
+        for rotation in rotations {
+            outcomes.push(Self::consume_one(&mut tx, rotation).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn consume_one(
+        tx: &mut Transaction<'_, Sqlite>,
+        rotation: &Rotation,
+    ) -> Result<Consumed, StoreError> {
+        let Rotation {
+            digest,
+            successor,
+            successor_ciphertext,
+            now,
+            audit,
+        } = rotation;
         let session_id = DbUuid(successor.session_id);
         let live: Option<bool> = sqlx::query_scalar(SESSION_LIVE)
             .bind(session_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
         if live != Some(true) {
             return Ok(Consumed::NotLive);
@@ -45,10 +57,10 @@ impl SqliteStore {
         let consumed = sqlx::query(CONSUME)
             .bind(session_id)
             .bind(&digest[..])
-            .bind(DbTime(now))
+            .bind(DbTime(*now))
             .bind(&successor.token_digest[..])
-            .bind(successor_ciphertext)
-            .execute(&mut *tx)
+            .bind(successor_ciphertext.as_deref())
+            .execute(&mut **tx)
             .await?
             .rows_affected();
         if consumed != 1 {
@@ -57,11 +69,10 @@ impl SqliteStore {
         sqlx::query(ERASE_SPENT)
             .bind(session_id)
             .bind(&digest[..])
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        Self::insert_refresh(&mut tx, successor).await?;
-        Self::insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        Self::insert_refresh(tx, successor).await?;
+        Self::insert_audit(tx, audit).await?;
         Ok(Consumed::Rotated)
     }
 }

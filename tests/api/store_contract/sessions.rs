@@ -8,7 +8,7 @@ use tessera::model::{AuditFilter, NewRefreshToken, RefreshTokenState, Revocation
 use super::{Fixture, audit, digest, rotation_event, secs, session, t0, token};
 use crate::both_backends;
 use crate::helpers::Backend;
-use tessera::store::{Consumed, SessionAdded, SessionRevocation};
+use tessera::store::{Consumed, Rotation, SessionAdded, SessionRevocation};
 
 /// Rows of `table` belonging to `session`, matching `condition`.
 async fn rows(fx: &Fixture, table: &str, session: &Session, condition: &str) -> i64 {
@@ -485,6 +485,93 @@ async fn concurrent_consumes_have_one_winner(backend: Backend) {
     assert_eq!(refresh_events(&fx, &session).await, 1);
 }
 
+/// One rotation of a batch, `from` into `to`, in `session`.
+fn rotation(session: &Session, from: u8, to: u8, at: time::OffsetDateTime) -> Rotation {
+    Rotation {
+        digest: digest(from),
+        successor: token(session, to, at),
+        successor_ciphertext: Some(vec![to; 16]),
+        now: at,
+        audit: rotation_event(session, at),
+    }
+}
+
+/// A batch answers each rotation on its own, in order: the same token twice rotates once, a
+/// revoked session and an unknown token change nothing, and the others rotate with their audit
+/// events, in one transaction.
+async fn a_batch_answers_each_rotation_on_its_own(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let now = t0();
+    let first = fx.session(&client, &user, 1, now).await;
+    let second = fx.session(&client, &user, 2, now).await;
+    let revoked = fx.session(&client, &user, 3, now).await;
+    fx.store()
+        .revoke_session(revoked.session_id, "logout", now, now + secs(300), None)
+        .await
+        .unwrap();
+    let at = now + secs(1);
+    let batch = [
+        rotation(&first, 1, 11, at),
+        rotation(&first, 1, 12, at),
+        rotation(&second, 2, 21, at),
+        rotation(&revoked, 3, 31, at),
+        rotation(&second, 99, 22, at),
+    ];
+    let outcomes = fx.store().consume_refresh_tokens(&batch).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            Consumed::Rotated,
+            Consumed::NotLive,
+            Consumed::Rotated,
+            Consumed::NotLive,
+            Consumed::NotLive,
+        ]
+    );
+    let store = fx.store();
+    let found = |session: &Session, n: u8| {
+        let session_id = session.session_id;
+        async move {
+            store
+                .find_refresh_token(session_id, &digest(n))
+                .await
+                .unwrap()
+        }
+    };
+    assert!(found(&first, 11).await.is_some());
+    assert!(found(&first, 12).await.is_none(), "one successor per token");
+    assert!(found(&second, 21).await.is_some());
+    assert!(found(&second, 22).await.is_none());
+    assert!(found(&revoked, 31).await.is_none());
+    for (session, events) in [(&first, 1), (&second, 1), (&revoked, 0)] {
+        assert_eq!(refresh_events(&fx, session).await, events);
+        assert!(
+            rows(
+                &fx,
+                "refresh_token",
+                session,
+                "consumed_at is null and revoked_at is null"
+            )
+            .await
+                <= 1
+        );
+    }
+    // The successor sealed for the retry window is the one of the rotation that happened.
+    let consumed = found(&first, 1).await.unwrap();
+    assert!(matches!(consumed.state, RefreshTokenState::Consumed { .. }));
+    assert_eq!(
+        fx.count(&format!(
+            "select count(*) from refresh_token where session_id = '{}' and successor_digest is not null",
+            first.session_id
+        ))
+        .await,
+        1
+    );
+    // An empty batch is no transaction at all.
+    assert!(store.consume_refresh_tokens(&[]).await.unwrap().is_empty());
+}
+
 both_backends!(
     a_session_is_added_with_its_first_token,
     a_session_may_start_without_a_token,
@@ -496,4 +583,5 @@ both_backends!(
     a_revoked_session_consumes_nothing,
     a_session_is_revoked_once,
     concurrent_consumes_have_one_winner,
+    a_batch_answers_each_rotation_on_its_own,
 );
