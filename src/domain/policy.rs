@@ -18,4 +18,10 @@ pub struct TokenPolicy {
     pub client_secret_max_age: Option<Duration>,
     /// The Token Status List's `ttl` when lists are on (`TESSERA_STATUS_LIST`), else `None`.
     pub status_list_ttl: Option<Duration>,
+    /// An authorization code not exchanged this long expires (RFC 6749 §4.1.2: short).
+    pub authorization_code_ttl: Duration,
+    /// A browser session ends this long after sign-in, whatever its use.
+    pub browser_session_ttl: Duration,
+    /// A browser session unused this long ends.
+    pub browser_session_idle_ttl: Duration,
 }

@@ -109,6 +109,8 @@ pub fn client(client_id: &str, at: OffsetDateTime) -> Client {
         secret_created_at: Some(at),
         secret_max_age: None,
         previous_secret: None,
+        redirect_uris: Vec::new(),
+        first_party: false,
     }
 }
 
