@@ -4,6 +4,7 @@
 mod helpers;
 
 mod admin;
+mod authorization_code;
 mod guards;
 mod hygiene;
 mod keys;

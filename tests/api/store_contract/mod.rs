@@ -4,6 +4,7 @@
 //! before it fails behind HTTP.
 
 mod audit;
+mod authorization;
 mod change_feed;
 mod clients;
 mod keys;
