@@ -83,6 +83,21 @@ async fn exchange(
     .await
 }
 
+/// The same as the public client, which authenticates by `client_id` alone.
+async fn exchange_public(app: &TestApp, w: &World, code: &str) -> reqwest::Response {
+    app.token(
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &w.public),
+            ("code", code),
+            ("redirect_uri", REDIRECT_URI),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+}
+
 async fn tokens(response: reqwest::Response) -> Value {
     let status = response.status();
     let body: Value = response.json().await.unwrap();
@@ -180,20 +195,7 @@ async fn a_public_client_sends_its_client_id(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let w = world(&app).await;
     let code = code_for(&app, &w, &w.public, "read").await;
-    let body = tokens(
-        app.token(
-            None,
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", &w.public),
-                ("code", &code),
-                ("redirect_uri", REDIRECT_URI),
-                ("code_verifier", VERIFIER),
-            ],
-        )
-        .await,
-    )
-    .await;
+    let body = tokens(exchange_public(&app, &w, &code).await).await;
     assert_eq!(body["scope"], "read");
     assert!(body["refresh_token"].is_string());
 }
@@ -287,18 +289,7 @@ async fn a_wrong_redirect_uri_or_another_clients_code_is_refused(backend: Backen
         .await;
     }
     // The public client presenting the confidential client's code.
-    let stolen = app
-        .token(
-            None,
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", &w.public),
-                ("code", &code),
-                ("redirect_uri", REDIRECT_URI),
-                ("code_verifier", VERIFIER),
-            ],
-        )
-        .await;
+    let stolen = exchange_public(&app, &w, &code).await;
     assert_error(stolen, 400, "invalid_grant").await;
     // Nothing was used up.
     tokens(exchange(&app, &w, &code, REDIRECT_URI, VERIFIER).await).await;
@@ -439,18 +430,7 @@ async fn a_replay_failing_the_checks_revokes_nothing(backend: Backend) {
         "invalid_grant",
     )
     .await;
-    let other_client = app
-        .token(
-            None,
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", &w.public),
-                ("code", &code),
-                ("redirect_uri", REDIRECT_URI),
-                ("code_verifier", VERIFIER),
-            ],
-        )
-        .await;
+    let other_client = exchange_public(&app, &w, &code).await;
     assert_error(other_client, 400, "invalid_grant").await;
     let wrong_secret = app
         .token(
@@ -521,6 +501,18 @@ async fn of_concurrent_exchanges_of_one_code_exactly_one_wins(backend: Backend) 
     assert_eq!(count(&app, "select count(*) from session").await, 5);
 }
 
+/// Whether a browser session cookie names a live session (and touches it).
+async fn signed_in(
+    app: &TestApp,
+    cookie: &tessera::domain::browser_sessions::BrowserCookie,
+) -> bool {
+    app.issuer
+        .browser_session(cookie.expose())
+        .await
+        .unwrap()
+        .is_some()
+}
+
 /// Browser sessions end with their user: disabled, subject revoked, password changed.
 async fn browser_sessions_end_with_their_user(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -551,13 +543,7 @@ async fn browser_sessions_end_with_their_user(backend: Backend) {
         revoke(w.alice.to_string()).await.unwrap().status(),
         StatusCode::OK
     );
-    assert!(
-        issuer
-            .browser_session(cookie.expose())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!signed_in(&app, &cookie).await);
     // A new password ends it.
     let (cookie, _) = issuer.start_browser_session(w.alice, None).await.unwrap();
     let patch = |body: Value| {
@@ -567,31 +553,13 @@ async fn browser_sessions_end_with_their_user(backend: Backend) {
     };
     let changed = patch(json!({"password": "a new password"})).await.unwrap();
     assert_eq!(changed.status(), StatusCode::OK);
-    assert!(
-        issuer
-            .browser_session(cookie.expose())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!signed_in(&app, &cookie).await);
     // Disabling the user ends it.
     let (cookie, _) = issuer.start_browser_session(w.alice, None).await.unwrap();
-    assert!(
-        issuer
-            .browser_session(cookie.expose())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(signed_in(&app, &cookie).await);
     let disabled = patch(json!({"disabled": true})).await.unwrap();
     assert_eq!(disabled.status(), StatusCode::OK);
-    assert!(
-        issuer
-            .browser_session(cookie.expose())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!signed_in(&app, &cookie).await);
     // And a code issued before the user was disabled no longer exchanges.
     patch(json!({"disabled": false})).await.unwrap();
     let code = code(&app, &w).await;
@@ -614,53 +582,23 @@ async fn browser_sessions_expire_idle_or_absolute_and_end_at_logout(backend: Bac
     let (cookie, _) = issuer.start_browser_session(w.alice, None).await.unwrap();
     for _ in 0..3 {
         app.clock.advance(minutes(50));
-        assert!(
-            issuer
-                .browser_session(cookie.expose())
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(signed_in(&app, &cookie).await);
     }
     // ...until an hour passes unused.
     app.clock.advance(minutes(61));
-    assert!(
-        issuer
-            .browser_session(cookie.expose())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!signed_in(&app, &cookie).await);
     // Never past 24 hours, however often used.
     let (cookie, _) = issuer.start_browser_session(w.alice, None).await.unwrap();
     for _ in 0..28 {
         app.clock.advance(minutes(50));
-        assert!(
-            issuer
-                .browser_session(cookie.expose())
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(signed_in(&app, &cookie).await);
     }
     app.clock.advance(minutes(50));
-    assert!(
-        issuer
-            .browser_session(cookie.expose())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!signed_in(&app, &cookie).await);
     // Logout.
     let (cookie, _) = issuer.start_browser_session(w.alice, None).await.unwrap();
     issuer.end_browser_session(cookie.expose()).await.unwrap();
-    assert!(
-        issuer
-            .browser_session(cookie.expose())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!signed_in(&app, &cookie).await);
     issuer.end_browser_session(cookie.expose()).await.unwrap();
     issuer.end_browser_session("not a cookie").await.unwrap();
 }

@@ -55,7 +55,6 @@ macro_rules! authorization_store {
             use $crate::model::{AuthorizationCode, BrowserSession, NewRefreshToken, Session};
             use $crate::store::rows::{AuthorizationCodeRow, BrowserSessionRow, DbTime, DbUuid};
             use $crate::store::sql::authorization as q;
-            use $crate::store::sql::sessions;
             use $crate::store::{AuthorizationStore, CodeRedeemed, StoreError};
 
             #[async_trait::async_trait]
@@ -164,17 +163,7 @@ macro_rules! authorization_store {
                     if claimed != 1 {
                         return Ok(CodeRedeemed::NotLive);
                     }
-                    sqlx::query(sessions::INSERT)
-                        .bind(DbUuid(session.session_id))
-                        .bind(&session.client_id)
-                        .bind(DbUuid(session.user_id))
-                        .bind(&session.scope)
-                        .bind(DbTime(session.created_at))
-                        .bind(DbTime(session.expires_at))
-                        .bind(session.status.map(|s| s.list_id))
-                        .bind(session.status.map(|s| s.idx))
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::insert_session(&mut tx, session).await?;
                     sqlx::query(q::LINK_CODE)
                         .bind(&digest[..])
                         .bind(DbUuid(session.session_id))

@@ -38,6 +38,15 @@ fn code(client: &Client, user: &User, n: u8, at: OffsetDateTime) -> Authorizatio
     }
 }
 
+/// Whether the browser session of `digest` is live at `now`, idle since `idle_since` at most.
+async fn live(fx: &Fixture, digest: u8, now: OffsetDateTime, idle_since: OffsetDateTime) -> bool {
+    fx.store()
+        .touch_browser_session(&[digest; 32], now, idle_since)
+        .await
+        .unwrap()
+        .is_some()
+}
+
 async fn a_browser_session_is_found_and_touched_while_live(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let (_, alice) = fx.principal("web", "alice").await;
@@ -62,30 +71,12 @@ async fn a_browser_session_is_found_and_touched_while_live(backend: Backend) {
     assert_eq!(found.source_addr.as_deref(), Some("192.0.2.7"));
     // Idle since the touch: 20 minutes later with a 15-minute idle lifetime, gone.
     let idle = later + secs(1200);
-    assert!(
-        store
-            .touch_browser_session(&[1; 32], idle, idle - secs(900))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!live(&fx, 1, idle, idle - secs(900)).await);
     // Within the idle lifetime again (counted from the last touch), but past the absolute one.
     let past = now + secs(3600);
-    assert!(
-        store
-            .touch_browser_session(&[1; 32], past, past - secs(3600))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!live(&fx, 1, past, past - secs(3600)).await);
     // Another digest is nobody's.
-    assert!(
-        store
-            .touch_browser_session(&[2; 32], later, now)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!live(&fx, 2, later, now).await);
 }
 
 async fn an_ended_browser_session_stays_ended(backend: Backend) {
@@ -100,13 +91,7 @@ async fn an_ended_browser_session_stays_ended(backend: Backend) {
     assert!(store.end_browser_session(&[1; 32], now).await.unwrap());
     assert!(!store.end_browser_session(&[1; 32], now).await.unwrap());
     assert!(!store.end_browser_session(&[9; 32], now).await.unwrap());
-    assert!(
-        store
-            .touch_browser_session(&[1; 32], now + secs(1), now)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!live(&fx, 1, now + secs(1), now).await);
 }
 
 async fn a_subject_revocation_and_disabling_end_the_users_browser_sessions(backend: Backend) {
@@ -124,13 +109,7 @@ async fn a_subject_revocation_and_disabling_end_the_users_browser_sessions(backe
     }
     let idle_since = now - secs(900);
     for digest in [1, 2, 3] {
-        assert!(
-            store
-                .touch_browser_session(&[digest; 32], now, idle_since)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(live(&fx, digest, now, idle_since).await);
     }
     let alice_id = alice.user_id.to_string();
     let at = now + secs(5);
@@ -146,20 +125,10 @@ async fn a_subject_revocation_and_disabling_end_the_users_browser_sessions(backe
         .await
         .unwrap();
     for digest in [1, 2] {
-        assert!(
-            store
-                .touch_browser_session(&[digest; 32], at, idle_since)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!live(&fx, digest, at, idle_since).await);
     }
     assert!(
-        store
-            .touch_browser_session(&[3; 32], at, idle_since)
-            .await
-            .unwrap()
-            .is_some(),
+        live(&fx, 3, at, idle_since).await,
         "another user's session lives on"
     );
     assert_eq!(
@@ -182,13 +151,7 @@ async fn a_subject_revocation_and_disabling_end_the_users_browser_sessions(backe
         )
         .await
         .unwrap();
-    assert!(
-        store
-            .touch_browser_session(&[3; 32], at, idle_since)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!live(&fx, 3, at, idle_since).await);
 }
 
 async fn a_code_is_stored_and_found_by_digest(backend: Backend) {
@@ -421,13 +384,7 @@ async fn purge_drops_old_codes_and_ended_browser_sessions(backend: Backend) {
             .is_some()
     );
     assert_eq!(fx.count("select count(*) from browser_session").await, 2);
-    assert!(
-        store
-            .touch_browser_session(&[4; 32], now, now - secs(600))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(live(&fx, 4, now, now - secs(600)).await);
 }
 
 both_backends!(
