@@ -122,7 +122,7 @@ pub enum ClientCommand {
         client_id: Option<String>,
         #[arg(long)]
         name: Option<String>,
-        /// client_credentials, password or refresh_token (repeatable).
+        /// authorization_code, client_credentials, password or refresh_token (repeatable).
         #[arg(long = "grant", required = true)]
         grant_types: Vec<String>,
         /// An allowed scope (repeatable).
@@ -143,6 +143,13 @@ pub enum ClientCommand {
         /// Seconds this client's secret lives (default: TESSERA_CLIENT_SECRET_MAX_AGE).
         #[arg(long)]
         secret_max_age: Option<i64>,
+        /// Where /authorize may send the browser back (repeatable; at least one with the
+        /// authorization_code grant).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Skips the consent page (a client of the operator's own).
+        #[arg(long)]
+        first_party: bool,
     },
     /// Show a client (never its secret), with its secret's age and its use.
     Show { client_id: String },
@@ -336,6 +343,8 @@ impl ClientCommand {
                 admin,
                 introspect,
                 secret_max_age,
+                redirect_uris,
+                first_party,
             } => {
                 let (client, secret) = issuer
                     .create_client(
@@ -350,6 +359,8 @@ impl ClientCommand {
                             admin,
                             introspect,
                             secret_max_age,
+                            redirect_uris,
+                            first_party,
                         },
                         None,
                     )
@@ -547,6 +558,8 @@ fn print_client(client: &Client) {
     println!("audiences:     {}", client.audiences.join(" "));
     println!("admin:         {}", client.is_admin);
     println!("introspect:    {}", client.can_introspect);
+    println!("redirect_uris: {}", client.redirect_uris.join(" "));
+    println!("first_party:   {}", client.first_party);
     println!("disabled:      {}", client.disabled);
 }
 

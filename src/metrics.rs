@@ -8,6 +8,8 @@ pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
 pub const REFRESHES: &str = "tessera_refreshes_total";
 pub const REFRESH_BATCH_SIZE: &str = "tessera_refresh_batch_size";
 pub const REFRESH_REUSE_DETECTED: &str = "tessera_refresh_reuse_detected_total";
+pub const AUTHORIZATION_CODE_REUSE_DETECTED: &str =
+    "tessera_authorization_code_reuse_detected_total";
 pub const REVOCATIONS: &str = "tessera_revocations_total";
 pub const TOKEN_ERRORS: &str = "tessera_token_errors_total";
 pub const HTTP_REQUEST_DURATION: &str = "tessera_http_request_duration_seconds";
@@ -91,6 +93,10 @@ fn describe() {
     describe_counter!(
         REFRESH_REUSE_DETECTED,
         "Consumed refresh tokens presented again (sessions revoked)"
+    );
+    describe_counter!(
+        AUTHORIZATION_CODE_REUSE_DETECTED,
+        "Used authorization codes presented again (their sessions revoked)"
     );
     describe_counter!(REVOCATIONS, "Revocations, by selector");
     describe_counter!(TOKEN_ERRORS, "Token endpoint errors, by OAuth error code");

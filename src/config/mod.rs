@@ -69,6 +69,15 @@ impl Settings {
                 &format!("must be shorter than {idle}"),
             ));
         }
+        let browser_session_ttl = self.value(&BROWSER_SESSION_TTL)?;
+        let browser_session_idle_ttl = self.value(&BROWSER_SESSION_IDLE_TTL)?;
+        if browser_session_idle_ttl > browser_session_ttl {
+            let absolute = BROWSER_SESSION_TTL.variable();
+            return Err(self.invalid(
+                &BROWSER_SESSION_IDLE_TTL,
+                &format!("must not exceed {absolute}"),
+            ));
+        }
         let jwks_max_age = self.value(&JWKS_MAX_AGE)?;
         let key_rotation_interval = self.value(&KEY_ROTATION_INTERVAL)?;
         if key_rotation_interval <= jwks_max_age {
@@ -119,6 +128,9 @@ impl Settings {
                     max_size: usize::try_from(self.value(&REFRESH_BATCH_SIZE)?)
                         .unwrap_or(usize::MAX),
                 },
+                authorization_code_ttl: self.value(&AUTHORIZATION_CODE_TTL)?,
+                browser_session_ttl,
+                browser_session_idle_ttl,
             },
             key_rotation_interval,
             jwks_max_age,

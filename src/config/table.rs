@@ -113,7 +113,10 @@ impl Parser<Duration> for Seconds {
     fn gloss(&self, default: &str) -> Option<String> {
         const DAY: u32 = 86_400;
         let seconds = default.parse::<u32>().ok()?;
-        (seconds >= DAY && seconds % DAY == 0).then(|| format!("({} days)", seconds / DAY))
+        match seconds / DAY {
+            1 if seconds == DAY => Some("(1 day)".to_owned()),
+            days => (days > 1 && seconds % DAY == 0).then(|| format!("({days} days)")),
+        }
     }
 }
 
@@ -368,6 +371,36 @@ pub(super) const STATUS_LIST_TTL: Setting<Duration> = Setting {
     constraint: None,
 };
 
+pub(super) const AUTHORIZATION_CODE_TTL: Setting<Duration> = Setting {
+    key: "authorization_code_ttl",
+    default: Initial::Value("60"),
+    parser: &Seconds { min: 10, max: 600 },
+    meaning: "an authorization code not exchanged this long expires, seconds",
+    constraint: None,
+};
+
+pub(super) const BROWSER_SESSION_TTL: Setting<Duration> = Setting {
+    key: "browser_session_ttl",
+    default: Initial::Value("86400"),
+    parser: &Seconds {
+        min: 60,
+        max: 31_536_000,
+    },
+    meaning: "a browser session (sign-in cookie) ends this long after sign-in, seconds",
+    constraint: None,
+};
+
+pub(super) const BROWSER_SESSION_IDLE_TTL: Setting<Duration> = Setting {
+    key: "browser_session_idle_ttl",
+    default: Initial::Value("3600"),
+    parser: &Seconds {
+        min: 60,
+        max: 31_536_000,
+    },
+    meaning: "a browser session unused this long ends, seconds",
+    constraint: Some("at most the browser session TTL"),
+};
+
 pub(super) const REQUEST_TIMEOUT: Setting<Duration> = Setting {
     key: "request_timeout",
     default: Initial::Value("15"),
@@ -434,6 +467,9 @@ pub(super) const ALL: &[&dyn Row] = &[
     &CLIENT_SECRET_MAX_AGE,
     &STATUS_LIST,
     &STATUS_LIST_TTL,
+    &AUTHORIZATION_CODE_TTL,
+    &BROWSER_SESSION_TTL,
+    &BROWSER_SESSION_IDLE_TTL,
     &REQUEST_TIMEOUT,
     &SHUTDOWN_GRACE,
     &TRUSTED_PROXIES,

@@ -8,7 +8,7 @@ use crate::crypto::keys::base64url;
 use crate::crypto::random_bytes;
 use crate::crypto::secrets::ClientSecret;
 use crate::model::{Client, ClientSecretHash, GrantType, User};
-use crate::store::{SecretRotation, StoreError};
+use crate::store::{RegistrationChange, SecretRotation, StoreError};
 
 /// What an admin asks for when registering a client (CONTRACT: POST /admin/clients).
 #[derive(Debug, Clone, Default)]
@@ -23,6 +23,19 @@ pub struct NewClient {
     pub introspect: bool,
     /// Seconds; the global setting applies when `None`.
     pub secret_max_age: Option<i64>,
+    /// Where /authorize may redirect; required with the authorization_code grant.
+    pub redirect_uris: Vec<String>,
+    /// May skip the consent page.
+    pub first_party: bool,
+}
+
+/// What PATCH /admin/clients/{id} changes; `None` leaves a part as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ClientChange {
+    pub disabled: Option<bool>,
+    /// Replaces the list.
+    pub redirect_uris: Option<Vec<String>>,
+    pub first_party: Option<bool>,
 }
 
 /// What an admin asks for when replacing a client's secret (CONTRACT: client credential hygiene).
@@ -52,6 +65,50 @@ fn secret_max_age(seconds: Option<i64>) -> Result<Option<std::time::Duration>, E
             "a whole number of seconds from 60 to 4294967295",
         )),
     }
+}
+
+/// The most redirect URIs a client may register, and the longest one.
+const MAX_REDIRECT_URIS: usize = 20;
+const MAX_REDIRECT_URI_BYTES: usize = 2000;
+
+/// CONTRACT (browser sign-in), RFC 9700 §2.1, §4.1.3, RFC 8252 §7: absolute URIs compared as
+/// exact strings, so no wildcard and no fragment (RFC 6749 §3.1.2); `https`, or `http` only to
+/// the loopback addresses 127.0.0.1 and [::1] (whose port may then differ), or a native app's
+/// private-use scheme in reverse domain name form (RFC 8252 §7.1: one with a dot).
+fn check_redirect_uris(uris: &[String]) -> Result<(), Error> {
+    const RULE: &str = "each must be an absolute https URI, http://127.0.0.1 or http://[::1] (any port), or a private-use scheme with a dot (com.example.app:/cb), without fragment, wildcard or user info, at most 2000 bytes";
+    if uris.len() > MAX_REDIRECT_URIS {
+        return Err(field("redirect_uris", "at most 20"));
+    }
+    for uri in uris {
+        let parsed = url::Url::parse(uri).map_err(|_| field("redirect_uris", RULE))?;
+        let scheme_ok = match parsed.scheme() {
+            "https" => parsed.host().is_some(),
+            "http" => crate::model::is_loopback_http(&parsed),
+            other => other.contains('.'),
+        };
+        let clean = uri.len() <= MAX_REDIRECT_URI_BYTES
+            && !uri.contains('#')
+            && !uri.contains('*')
+            && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
+            && parsed.username().is_empty()
+            && parsed.password().is_none();
+        if !scheme_ok || !clean {
+            return Err(field("redirect_uris", RULE));
+        }
+    }
+    Ok(())
+}
+
+/// A client allowed the authorization_code grant must have somewhere to send the code.
+fn check_code_client(grants: &[GrantType], redirect_uris: &[String]) -> Result<(), Error> {
+    if grants.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+        return Err(field(
+            "redirect_uris",
+            "at least one is required with the authorization_code grant",
+        ));
+    }
+    Ok(())
 }
 
 /// Shortest password accepted (CONTRACT: POST /admin/users); longest, to bound hashing work.
@@ -101,7 +158,7 @@ impl Issuer {
             let parsed = GrantType::parse(grant).ok_or_else(|| {
                 field(
                     "grant_types",
-                    "each must be client_credentials, password or refresh_token",
+                    "each must be authorization_code, client_credentials, password or refresh_token",
                 )
             })?;
             if !grant_types.contains(&parsed) {
@@ -149,6 +206,8 @@ impl Issuer {
                 "each must be 1 to 512 characters without spaces",
             ));
         }
+        check_redirect_uris(&request.redirect_uris)?;
+        check_code_client(&grant_types, &request.redirect_uris)?;
         let secret = (!request.public).then(ClientSecret::generate);
         let now = self.clock.now();
         let client = Client {
@@ -168,6 +227,8 @@ impl Issuer {
             secret_created_at: secret.is_some().then_some(now),
             secret_max_age: max_age,
             previous_secret: None,
+            redirect_uris: dedup(request.redirect_uris),
+            first_party: request.first_party,
         };
         self.store.add_client(&client).await.map_err(|e| match e {
             StoreError::Conflict => Error::Conflict("a client with this client_id exists".into()),
@@ -185,6 +246,8 @@ impl Issuer {
                 "admin": client.is_admin,
                 "introspect": client.can_introspect,
                 "secret_max_age": client.secret_max_age.map(|a| a.as_secs()),
+                "redirect_uris": client.redirect_uris,
+                "first_party": client.first_party,
             }),
             source_addr,
         )
@@ -301,6 +364,81 @@ impl Issuer {
         )
         .await;
         self.client(client_id).await
+    }
+
+    /// PATCH /admin/clients/{id}: each part given, everything validated before anything is
+    /// written (the redirect URIs as at registration).
+    pub async fn update_client(
+        &self,
+        actor: &str,
+        client_id: &str,
+        change: ClientChange,
+        source_addr: Option<IpAddr>,
+    ) -> Result<Client, Error> {
+        let ClientChange {
+            disabled,
+            redirect_uris,
+            first_party,
+        } = change;
+        if disabled.is_none() && redirect_uris.is_none() && first_party.is_none() {
+            return Err(Error::invalid_request(
+                "give disabled, redirect_uris or first_party",
+            ));
+        }
+        let client = self.client(client_id).await?;
+        if let Some(uris) = &redirect_uris {
+            check_redirect_uris(uris)?;
+            check_code_client(&client.grant_types, uris)?;
+        }
+        if disabled == Some(true) {
+            self.ensure_admin_may_disable(actor, &client).await?;
+        }
+        if redirect_uris.is_some() || first_party.is_some() {
+            let change = RegistrationChange {
+                redirect_uris: redirect_uris.map(dedup),
+                first_party,
+            };
+            self.update_client_registration(actor, client_id, change, source_addr)
+                .await?;
+        }
+        match disabled {
+            Some(disabled) => {
+                self.set_client_disabled(actor, client_id, disabled, source_addr)
+                    .await
+            }
+            None => self.client(client_id).await,
+        }
+    }
+
+    async fn update_client_registration(
+        &self,
+        actor: &str,
+        client_id: &str,
+        change: RegistrationChange,
+        source_addr: Option<IpAddr>,
+    ) -> Result<(), Error> {
+        if self
+            .store
+            .update_client_registration(client_id, &change, self.clock.now())
+            .await?
+            == crate::store::Update::NotFound
+        {
+            return Err(Error::NotFound("client"));
+        }
+        self.refresh_after_write().await;
+        self.admin_event(
+            "client_updated",
+            actor,
+            None,
+            Some(client_id),
+            serde_json::json!({
+                "redirect_uris": change.redirect_uris,
+                "first_party": change.first_party,
+            }),
+            source_addr,
+        )
+        .await;
+        Ok(())
     }
 
     /// Refuses to let an admin disable itself (another admin must). That the last enabled admin
@@ -509,6 +647,8 @@ impl Issuer {
                 secret_created_at: Some(now),
                 secret_max_age: None,
                 previous_secret: None,
+                redirect_uris: Vec::new(),
+                first_party: false,
             };
             match self.store.add_client(&client).await {
                 Ok(()) | Err(StoreError::Conflict) => {}
@@ -632,6 +772,43 @@ mod tests {
         ] {
             assert!(!valid_client_id(id), "{id:?}");
         }
+    }
+
+    #[test]
+    fn redirect_uris_are_exact_absolute_and_https_or_loopback() {
+        let uris = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for ok in [
+            "https://app.example.com/callback",
+            "https://app.example.com/cb?x=1",
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:8080/cb",
+            "http://[::1]:53000/",
+            "com.example.app:/oauth2redirect",
+        ] {
+            assert!(check_redirect_uris(&uris(&[ok])).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "https://app.example.com/cb#frag",
+            "https://*.example.com/cb",
+            "https://app.example.com/*",
+            "http://app.example.com/cb",
+            "http://localhost:8080/cb",
+            "http://127.0.0.2/cb",
+            "/relative/cb",
+            "app.example.com/cb",
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "https://user:pw@app.example.com/cb",
+            "https://app.example.com/c b",
+            "",
+        ] {
+            assert!(check_redirect_uris(&uris(&[bad])).is_err(), "{bad:?}");
+        }
+        assert!(check_redirect_uris(&vec!["https://a.example/".to_owned(); 21]).is_err());
+        let code = [GrantType::AuthorizationCode];
+        assert!(check_code_client(&code, &[]).is_err());
+        assert!(check_code_client(&code, &uris(&["https://a.example/"])).is_ok());
+        assert!(check_code_client(&[GrantType::Password], &[]).is_ok());
     }
 
     #[test]

@@ -213,6 +213,8 @@ mod tests {
             secret_created_at: Some(now),
             secret_max_age: None,
             previous_secret: None,
+            redirect_uris: Vec::new(),
+            first_party: false,
         }
     }
 

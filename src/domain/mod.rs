@@ -8,6 +8,8 @@ use crate::clock::Clock;
 use crate::store::{ChangeListener, Store, StoreError, topic};
 
 pub mod admin;
+pub mod authorize;
+pub mod browser_sessions;
 pub mod clients;
 pub mod keys;
 pub mod passwords;

@@ -20,4 +20,10 @@ pub struct TokenPolicy {
     pub status_list_ttl: Option<Duration>,
     /// How concurrent rotations share a PostgreSQL transaction (group commit).
     pub refresh_batching: super::RotationBatching,
+    /// An authorization code not exchanged this long expires (RFC 6749 §4.1.2: short).
+    pub authorization_code_ttl: Duration,
+    /// A browser session ends this long after sign-in, whatever its use.
+    pub browser_session_ttl: Duration,
+    /// A browser session unused this long ends.
+    pub browser_session_idle_ttl: Duration,
 }

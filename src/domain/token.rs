@@ -1,4 +1,4 @@
-//! The token endpoint's grants: client_credentials (RFC 6749 §4.4) and password (§4.3), with scope (§3.3) and audience (RFC 8707) rules. Uses: store, crypto, clock, model.
+//! The token endpoint's grants: client_credentials (RFC 6749 §4.4) and password (§4.3), with scope (§3.3) and audience (RFC 8707) rules, and the sign-in and login session they share with the authorization code grant. Uses: store, crypto, clock, model.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,10 +9,11 @@ use unicode_normalization::UnicodeNormalization;
 use time::OffsetDateTime;
 
 use super::keys::{AccessTokenRequest, KeyRingError};
+use super::refresh::RefreshToken;
 use super::throttle::{Principal, Verdict};
 use super::{Error, Issuer};
 use crate::crypto::keys::Signer;
-use crate::model::{Client, GrantType, HeldRoles, Session, StatusRef};
+use crate::model::{Client, GrantType, HeldRoles, NewRefreshToken, Session, StatusRef, User};
 
 /// RFC 6749 §5.1. No `Debug`: it carries tokens.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -43,6 +44,16 @@ pub(crate) struct Minting<'a> {
     /// The roles that granted a user's token its scope (its `roles` claim); none for a
     /// client's own.
     pub roles: &'a [String],
+}
+
+/// A login session about to be stored, and what its tokens are minted with.
+pub(crate) struct Login {
+    pub session: Session,
+    pub first: Option<(RefreshToken, NewRefreshToken)>,
+    pub signer: Arc<Signer>,
+    pub issued_at: OffsetDateTime,
+    /// The roles granting the session's scope (the `roles` claim).
+    pub roles: Vec<String>,
 }
 
 /// The audience a client asks for: RFC 8707 `resource`, or the `audience` parameter.
@@ -89,8 +100,7 @@ impl Issuer {
     }
 
     /// RFC 6749 §4.3. Unknown user, wrong password and disabled user are the same
-    /// `invalid_grant` after the same work: an attempt counted before it is verified, a lookup, one argon2id
-    /// verification (against a dummy hash when there is no user) and a recorded failure.
+    /// `invalid_grant` after the same work (see [`Issuer::sign_in`]).
     #[tracing::instrument(skip_all, fields(client_id = %client.client_id))]
     pub async fn password(
         &self,
@@ -107,6 +117,48 @@ impl Issuer {
         let requested = scope;
         let scope = granted_scope(client, scope)?;
         let audience = audience(client, target)?;
+        let user = self
+            .sign_in(client, username, password, source_addr)
+            .await?;
+        // The token counts as issued before the roles are read: a role change committed after
+        // the read has a later cut-off, and so reaches it.
+        let issued_at = self.clock.now();
+        let held = self.store.held_roles(user.user_id).await?;
+        let scope = user_scope(client, &scope, requested.is_some(), &held)?;
+        let login = self
+            .start_login(client, user.user_id, scope, &held, issued_at)
+            .await?;
+        let first = login.first.as_ref().map(|(_, record)| record);
+        let stored = self.store.add_session(&login.session, first).await?;
+        if stored == crate::store::SessionAdded::UserDisabled {
+            // Disabled while this login was being verified.
+            return Err(Error::InvalidGrant);
+        }
+        let source = source_addr.map(|ip| ip.to_string());
+        self.finish_login(
+            GrantType::Password,
+            client,
+            login,
+            audience,
+            source.as_deref(),
+        )
+        .await
+    }
+
+    /// A user's credentials, checked as the password grant and the sign-in page both do.
+    /// Unknown user, wrong password and disabled user are the same `invalid_grant` after the
+    /// same work: an attempt counted before it is verified (per username and per source), a
+    /// lookup, one argon2id verification (against a dummy hash when there is no user) and a
+    /// recorded failure (`login_failed`, with the source address). A throttled attempt is
+    /// `Throttled` before any of it.
+    #[tracing::instrument(skip_all, fields(client_id = %client.client_id))]
+    pub async fn sign_in(
+        &self,
+        client: &Client,
+        username: &str,
+        password: &str,
+        source_addr: Option<IpAddr>,
+    ) -> Result<User, Error> {
         let key = username_key(username);
         // Counted before the hash is verified: parallel guesses get no more tries than
         // sequential ones.
@@ -132,13 +184,16 @@ impl Issuer {
                 return Err(error);
             }
         };
-        let source = source_addr.map(|ip| ip.to_string());
-        let user = match user {
-            Some(user) if matches && !user.disabled => user,
+        match user {
+            Some(user) if matches && !user.disabled => {
+                self.throttle.settle(attempt, Verdict::Succeeded).await;
+                Ok(user)
+            }
             _ => {
                 self.throttle.settle(attempt, Verdict::Failed).await;
                 tracing::info!("password login failed");
                 // No username for unknown users: it may be a mistyped password.
+                let source = source_addr.map(|ip| ip.to_string());
                 let mut event = self.event(
                     "login_failed",
                     &client.client_id,
@@ -148,65 +203,88 @@ impl Issuer {
                 event.client_id = Some(client.client_id.clone());
                 event.subject = user.map(|u| u.user_id.to_string());
                 self.record(event).await;
-                return Err(Error::InvalidGrant);
+                Err(Error::InvalidGrant)
             }
-        };
-        self.throttle.settle(attempt, Verdict::Succeeded).await;
-        // The token counts as issued before the roles are read: a role change committed after
-        // the read has a later cut-off, and so reaches it.
-        let issued_at = self.clock.now();
-        let held = self.store.held_roles(user.user_id).await?;
-        let scope = user_scope(client, &scope, requested.is_some(), &held)?;
+        }
+    }
+
+    /// A new login session of `user_id` (its `sid`), not yet stored: its status entry and
+    /// signing key (taken first: the entry is recorded on the session row) and, when the
+    /// client may refresh, its first refresh token (CONTRACT: POST /token). `issued_at` was
+    /// taken before `held` was read (see [`Minting`]).
+    pub(crate) async fn start_login(
+        &self,
+        client: &Client,
+        user_id: uuid::Uuid,
+        scope: String,
+        held: &HeldRoles,
+        issued_at: OffsetDateTime,
+    ) -> Result<Login, Error> {
         let roles = held.granting(&scope);
-        // The key and the status entry first: the entry is recorded on the session row.
         let signer = self.keys.signer()?;
         let status = self.session_status(&signer).await?;
         let now = self.clock.now();
         let session = Session {
             session_id: uuid::Uuid::new_v4(),
             client_id: client.client_id.clone(),
-            user_id: user.user_id,
-            scope: scope.clone(),
+            user_id,
+            scope,
             created_at: now,
             expires_at: now + self.policy.refresh_token_absolute_ttl,
             status,
         };
-        // A refresh token when the client may use the refresh_token grant (CONTRACT: POST /token).
         let first = client
             .allows(GrantType::RefreshToken)
-            .then(|| self.new_refresh_token(session.session_id, &scope, now, None));
-        let stored = self
-            .store
-            .add_session(&session, first.as_ref().map(|(_, record)| record))
-            .await?;
-        if stored == crate::store::SessionAdded::UserDisabled {
-            // Disabled while this login was being verified.
-            return Err(Error::InvalidGrant);
-        }
+            .then(|| self.new_refresh_token(session.session_id, &session.scope, now, None));
+        Ok(Login {
+            session,
+            first,
+            signer,
+            issued_at,
+            roles,
+        })
+    }
+
+    /// After the login's session is stored: the `session_created` event and the tokens.
+    pub(crate) async fn finish_login(
+        &self,
+        grant: GrantType,
+        client: &Client,
+        login: Login,
+        audience: &str,
+        source_addr: Option<&str>,
+    ) -> Result<TokenResponse, Error> {
+        let Login {
+            session,
+            first,
+            signer,
+            issued_at,
+            roles,
+        } = login;
         let sid = session.session_id.to_string();
-        tracing::info!(session_id = %sid, "session created");
+        tracing::info!(session_id = %sid, grant = grant.as_str(), "session created");
         let mut event = self.event(
             "session_created",
             &client.client_id,
-            source.as_deref(),
-            serde_json::json!({"scope": scope}),
+            source_addr,
+            serde_json::json!({"scope": session.scope, "grant_type": grant.as_str()}),
         );
-        event.subject = Some(user.user_id.to_string());
+        event.subject = Some(session.user_id.to_string());
         event.client_id = Some(client.client_id.clone());
         event.session_id = Some(session.session_id);
         self.record(event).await;
-        let subject = user.user_id.to_string();
+        let subject = session.user_id.to_string();
         let mut response = self.issue(
-            GrantType::Password,
+            grant,
             client,
             &subject,
             audience,
-            &scope,
+            &session.scope,
             Minting {
                 session_id: Some(&sid),
                 signer,
                 issued_at,
-                status,
+                status: session.status,
                 roles: &roles,
             },
         )?;
@@ -398,6 +476,8 @@ mod scope_and_audience_tests {
             secret_created_at: Some(now),
             secret_max_age: None,
             previous_secret: None,
+            redirect_uris: Vec::new(),
+            first_party: false,
         }
     }
 

@@ -1,4 +1,4 @@
-//! POST /token (RFC 6749 §3.2, §4.3, §4.4, §5, §6): parameters in, token or OAuth error out, never cached; its answer, shared with POST /refresh. Uses: domain.
+//! POST /token (RFC 6749 §3.2, §4.1.3, §4.3, §4.4, §5, §6; RFC 7636 §4.5): parameters in, token or OAuth error out, never cached; its answer, shared with POST /refresh. Uses: domain.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,6 +13,7 @@ use super::form::{Params, require};
 use super::source::SourceAddr;
 use super::{ApiError, AppState};
 use crate::domain::Error;
+use crate::domain::authorize::CodeExchange;
 use crate::domain::token::{Target, TokenResponse};
 use crate::model::GrantType;
 
@@ -35,6 +36,13 @@ pub struct TokenRequest {
     password: Option<String>,
     /// With `grant_type=refresh_token`.
     refresh_token: Option<String>,
+    /// With `grant_type=authorization_code`: the `tsc_…` code from the redirect.
+    code: Option<String>,
+    /// With `grant_type=authorization_code`: exactly the one sent to /authorize.
+    redirect_uri: Option<String>,
+    /// With `grant_type=authorization_code`: the PKCE verifier (RFC 7636 §4.5) whose S256
+    /// challenge was sent to /authorize.
+    code_verifier: Option<String>,
     /// `client_secret_post`, or a public client's id (not with HTTP Basic of another id).
     client_id: Option<String>,
     /// `client_secret_post` (never together with HTTP Basic).
@@ -63,6 +71,9 @@ impl ClientForm for TokenRequest {
             username: params.take("username"),
             password: params.take("password"),
             refresh_token: params.take("refresh_token"),
+            code: params.take("code"),
+            redirect_uri: params.take("redirect_uri"),
+            code_verifier: params.take("code_verifier"),
             client_id: params.take("client_id"),
             client_secret: params.take("client_secret"),
         })
@@ -73,13 +84,14 @@ impl ClientForm for TokenRequest {
     }
 }
 
-/// The token endpoint (RFC 6749 §3.2): `client_credentials`, `password` and `refresh_token`.
+/// The token endpoint (RFC 6749 §3.2): `authorization_code` (with PKCE), `client_credentials`,
+/// `password` and `refresh_token`.
 #[utoipa::path(
     post, path = "/token", tag = "oauth", operation_id = "token",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     security((), ("client_secret_basic" = [])),
     responses(
-        (status = 200, description = "An access token (and, for password and refresh, a refresh token)", body = TokenResponse, headers(("cache-control" = String, description = "no-store"), ("pragma" = String, description = "no-cache"))),
+        (status = 200, description = "An access token (and, for authorization_code, password and refresh, a refresh token when the client may refresh)", body = TokenResponse, headers(("cache-control" = String, description = "no-store"), ("pragma" = String, description = "no-cache"))),
         ErrorResponses<{ BAD_REQUEST | UNAUTHORIZED | TOO_LARGE | SLOW_DOWN | UNAVAILABLE }>,
     )
 )]
@@ -126,6 +138,16 @@ async fn grant(
                 app.issuer
                     .refresh(client, token, scope, target, source.as_deref())
                     .await
+            }
+            Some(GrantType::AuthorizationCode) => {
+                let exchange = CodeExchange {
+                    code: require(&form.code, "code")?,
+                    redirect_uri: require(&form.redirect_uri, "redirect_uri")?,
+                    code_verifier: require(&form.code_verifier, "code_verifier")?,
+                    target,
+                    source_addr: source.0,
+                };
+                app.issuer.authorization_code(client, exchange).await
             }
             None => Err(Error::UnsupportedGrantType),
         }

@@ -123,19 +123,26 @@ pub struct NewSigningKey {
     pub private_key_ciphertext: Vec<u8>,
 }
 
-/// The grants Tessera implements (RFC 6749 §4.3, §4.4, §6).
+/// The grants Tessera implements (RFC 6749 §4.1, §4.3, §4.4, §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GrantType {
+    AuthorizationCode,
     ClientCredentials,
     Password,
     RefreshToken,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 3] = [Self::ClientCredentials, Self::Password, Self::RefreshToken];
+    pub const ALL: [GrantType; 4] = [
+        Self::AuthorizationCode,
+        Self::ClientCredentials,
+        Self::Password,
+        Self::RefreshToken,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::AuthorizationCode => "authorization_code",
             Self::ClientCredentials => "client_credentials",
             Self::Password => "password",
             Self::RefreshToken => "refresh_token",
@@ -178,6 +185,11 @@ pub struct Client {
     pub secret_max_age: Option<std::time::Duration>,
     /// The secret a rotation replaced, accepted until its `expires_at`.
     pub previous_secret: Option<PreviousSecret>,
+    /// Where /authorize may send the browser back (exact strings; loopback http with any
+    /// port, RFC 8252 §7.3).
+    pub redirect_uris: Vec<String>,
+    /// May skip the consent page (set by an admin).
+    pub first_party: bool,
 }
 
 /// The secret a rotation replaced, still accepted during the rotation's overlap.
@@ -211,6 +223,43 @@ impl Client {
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
     }
+
+    /// Exact string comparison with a registered URI (RFC 9700 §4.1.3), except that a
+    /// registered loopback `http` URI matches with any port (RFC 8252 §7.3): native apps bind
+    /// an ephemeral port. The presented URI must then be in its normalised form, so nothing
+    /// but the port may differ.
+    pub fn redirect_uri_matches(&self, uri: &str) -> bool {
+        self.redirect_uris
+            .iter()
+            .any(|registered| registered == uri || loopback_match(registered, uri))
+    }
+}
+
+/// The two loopback hosts a redirect URI may use over plain `http` (RFC 8252 §7.3, §8.3:
+/// not `localhost`).
+pub fn is_loopback_http(uri: &url::Url) -> bool {
+    uri.scheme() == "http"
+        && match uri.host() {
+            Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+            Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+            _ => false,
+        }
+}
+
+fn loopback_match(registered: &str, presented: &str) -> bool {
+    let (Ok(mut registered), Ok(mut presented_url)) =
+        (url::Url::parse(registered), url::Url::parse(presented))
+    else {
+        return false;
+    };
+    // Only the port may differ: the presented URI is already in normal form, has no
+    // fragment, and equals the registered one once both ports are dropped.
+    is_loopback_http(&registered)
+        && presented_url.as_str() == presented
+        && presented_url.fragment().is_none()
+        && registered.set_port(None).is_ok()
+        && presented_url.set_port(None).is_ok()
+        && registered == presented_url
 }
 
 /// How a client has been used, as recorded in batches (CONTRACT: client credential hygiene).
@@ -278,6 +327,41 @@ pub struct Session {
     pub expires_at: time::OffsetDateTime,
     /// The status-list entry of the access token issued with the login, if lists are on.
     pub status: Option<StatusRef>,
+}
+
+/// A signed-in browser (CONTRACT: browser sign-in). The cookie value is never stored: only its
+/// SHA-256, which is no field here either.
+#[derive(Debug, Clone)]
+pub struct BrowserSession {
+    pub browser_session_id: uuid::Uuid,
+    pub user_id: uuid::Uuid,
+    pub source_addr: Option<String>,
+    pub created_at: time::OffsetDateTime,
+    /// Absolute: never extended.
+    pub expires_at: time::OffsetDateTime,
+    /// The idle clock: touched by every use.
+    pub last_seen_at: time::OffsetDateTime,
+}
+
+/// An authorization code as stored (RFC 6749 §4.1.2): bound to its client, redirect URI and
+/// PKCE challenge (RFC 7636 §4.4), single use.
+#[derive(Debug, Clone)]
+pub struct AuthorizationCode {
+    pub code_digest: [u8; 32],
+    pub client_id: String,
+    pub user_id: uuid::Uuid,
+    pub browser_session_id: Option<uuid::Uuid>,
+    pub redirect_uri: String,
+    /// BASE64URL(SHA256(code_verifier)), the only method accepted (S256).
+    pub code_challenge: String,
+    /// What the user approved.
+    pub scope: String,
+    pub created_at: time::OffsetDateTime,
+    pub expires_at: time::OffsetDateTime,
+    /// When its exchange succeeded; a later exchange is reuse.
+    pub used_at: Option<time::OffsetDateTime>,
+    /// The login session its exchange created.
+    pub session_id: Option<uuid::Uuid>,
 }
 
 /// Where an access token's status is published (draft-ietf-oauth-status-list §6.2): an entry
@@ -425,6 +509,8 @@ mod hygiene_tests {
             secret_created_at: Some(t + time::Duration::seconds(10)),
             secret_max_age: own.map(Duration::from_secs),
             previous_secret: None,
+            redirect_uris: Vec::new(),
+            first_party: false,
         }
     }
 

@@ -23,6 +23,13 @@ pub struct SecretRotation<'a> {
     pub secret_max_age: Option<std::time::Duration>,
 }
 
+/// What PATCH /admin/clients/{id} changes of a registration; `None` keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct RegistrationChange {
+    pub redirect_uris: Option<Vec<String>>,
+    pub first_party: Option<bool>,
+}
+
 #[async_trait]
 pub trait ClientStore: Send + Sync {
     /// Every client, for the in-memory registry.
@@ -58,6 +65,14 @@ pub trait ClientStore: Send + Sync {
         &self,
         client_id: Option<&str>,
     ) -> Result<Vec<(String, ClientUsage)>, StoreError>;
+
+    /// Replaces the parts of a registration given (already validated).
+    async fn update_client_registration(
+        &self,
+        client_id: &str,
+        change: &RegistrationChange,
+        now: OffsetDateTime,
+    ) -> Result<Update, StoreError>;
 
     /// Enables or disables a client.
     async fn set_client_disabled(

@@ -1,7 +1,7 @@
 //! Storage: one small trait per aggregate, gathered into `Store`, with a PostgreSQL (production, shared by several instances) and a SQLite (embedded, single instance) implementation in mirrored files. All SQL lives in `sql/` (what both dialects share), `postgres/` and `sqlite/`. Uses: config, crypto, model.
 //!
 //! # Layout
-//! - `infra.rs`, `keys.rs`, `clients.rs`, `users.rs`, `sessions.rs`, `revocations.rs`, `roles.rs`,
+//! - `infra.rs`, `keys.rs`, `clients.rs`, `users.rs`, `sessions.rs`, `authorization.rs`, `revocations.rs`, `roles.rs`,
 //!   `audit.rs`, `throttle.rs`, `feed.rs`, `status_lists.rs`: the traits and the outcome enums their
 //!   methods return.
 //! - `rows.rs`: the rows both backends decode, and the column newtypes (`DbTime`, `DbUuid`,
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::config::{DatabaseConfig, DatabaseUrl};
 
 mod audit;
+mod authorization;
 mod clients;
 mod error;
 mod feed;
@@ -33,7 +34,8 @@ mod postgres;
 mod sqlite;
 
 pub use audit::AuditStore;
-pub use clients::{ClientStore, SecretRotation, Update};
+pub use authorization::{AuthorizationStore, CodeRedeemed};
+pub use clients::{ClientStore, RegistrationChange, SecretRotation, Update};
 pub use error::StoreError;
 pub use feed::{CHANGE_CHANNEL, ChangeFeed, ChangeListener, topic};
 pub use infra::{Backend, Infra};
@@ -55,6 +57,7 @@ pub trait Store:
     + ClientStore
     + UserStore
     + SessionStore
+    + AuthorizationStore
     + RevocationStore
     + RoleStore
     + StatusListStore
@@ -73,6 +76,7 @@ impl<T> Store for T where
         + ClientStore
         + UserStore
         + SessionStore
+        + AuthorizationStore
         + RevocationStore
         + RoleStore
         + StatusListStore

@@ -9,9 +9,9 @@ use time::OffsetDateTime;
 
 use super::StoreError;
 use crate::model::{
-    AuditRecord, Client, ClientSecretHash, GrantType, HeldRoles, KeyState, PreviousSecret,
-    RefreshTokenRecord, RefreshTokenState, Revocation, RevocationKind, Role, SessionState,
-    SigningKey, Successor, User,
+    AuditRecord, AuthorizationCode, BrowserSession, Client, ClientSecretHash, GrantType, HeldRoles,
+    KeyState, PreviousSecret, RefreshTokenRecord, RefreshTokenState, Revocation, RevocationKind,
+    Role, SessionState, SigningKey, Successor, User,
 };
 
 fn decode_error() -> StoreError {
@@ -230,7 +230,8 @@ where
 
 pub const CLIENT_COLUMNS: &str = "client_id, name, secret_digest, secret_phc, grant_types, scopes,
     audiences, is_admin, can_introspect, disabled, created_at, updated_at, secret_created_at,
-    secret_max_age, previous_secret_digest, previous_secret_phc, previous_secret_expires_at";
+    secret_max_age, previous_secret_digest, previous_secret_phc, previous_secret_expires_at,
+    redirect_uris, first_party";
 
 #[derive(sqlx::FromRow)]
 pub struct ClientRow {
@@ -251,6 +252,8 @@ pub struct ClientRow {
     previous_secret_digest: Option<Vec<u8>>,
     previous_secret_phc: Option<String>,
     previous_secret_expires_at: Option<DbTime>,
+    redirect_uris: JsonText,
+    first_party: bool,
 }
 
 impl TryFrom<ClientRow> for Client {
@@ -289,6 +292,70 @@ impl TryFrom<ClientRow> for Client {
                 }),
                 (_, None) => return Err(decode_error()),
             },
+            redirect_uris: json_list(&row.redirect_uris)?,
+            first_party: row.first_party,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct BrowserSessionRow {
+    browser_session_id: DbUuid,
+    user_id: DbUuid,
+    source_addr: Option<String>,
+    created_at: DbTime,
+    expires_at: DbTime,
+    last_seen_at: DbTime,
+}
+
+impl From<BrowserSessionRow> for BrowserSession {
+    fn from(row: BrowserSessionRow) -> Self {
+        BrowserSession {
+            browser_session_id: row.browser_session_id.0,
+            user_id: row.user_id.0,
+            source_addr: row.source_addr,
+            created_at: row.created_at.0,
+            expires_at: row.expires_at.0,
+            last_seen_at: row.last_seen_at.0,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AuthorizationCodeRow {
+    code_digest: Digest,
+    client_id: String,
+    user_id: DbUuid,
+    browser_session_id: Option<DbUuid>,
+    redirect_uri: String,
+    code_challenge: String,
+    scope: String,
+    created_at: DbTime,
+    expires_at: DbTime,
+    used_at: Option<DbTime>,
+    session_id: Option<DbUuid>,
+}
+
+impl TryFrom<AuthorizationCodeRow> for AuthorizationCode {
+    type Error = StoreError;
+
+    /// A code with a session but never used cannot be written: refused as corrupt.
+    fn try_from(row: AuthorizationCodeRow) -> Result<Self, StoreError> {
+        if row.used_at.is_none() && row.session_id.is_some() {
+            return Err(decode_error());
+        }
+        Ok(AuthorizationCode {
+            code_digest: row.code_digest.0,
+            client_id: row.client_id,
+            user_id: row.user_id.0,
+            browser_session_id: row.browser_session_id.map(|id| id.0),
+            redirect_uri: row.redirect_uri,
+            code_challenge: row.code_challenge,
+            scope: row.scope,
+            created_at: row.created_at.0,
+            expires_at: row.expires_at.0,
+            used_at: row.used_at.map(|t| t.0),
+            session_id: row.session_id.map(|id| id.0),
         })
     }
 }

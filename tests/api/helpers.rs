@@ -178,6 +178,9 @@ pub fn master_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The redirect URI of [`TestApp::code_client`].
+pub const REDIRECT_URI: &str = "https://app.example.com/cb";
+
 /// The bootstrap admin every test instance has.
 pub const ADMIN_ID: &str = "admin";
 pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789";
@@ -300,6 +303,20 @@ impl TestApp {
             }))
             .await;
         (id, secret.unwrap())
+    }
+
+    /// A client of the authorization code grant (with refresh_token), scopes `read write`,
+    /// audience `https://api.example.com`, redirect URIs [`REDIRECT_URI`] and
+    /// `http://127.0.0.1/cb`; public (no secret) or confidential.
+    pub async fn code_client(&self, public: bool) -> (String, Option<String>) {
+        self.create_client(serde_json::json!({
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scopes": ["read", "write"],
+            "audiences": ["https://api.example.com"],
+            "redirect_uris": [REDIRECT_URI, "http://127.0.0.1/cb"],
+            "public": public,
+        }))
+        .await
     }
 
     /// Registers a user through the admin API holding the role `member` (scopes `read write`,

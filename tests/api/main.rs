@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin;
 mod batching;
+mod authorization_code;
 mod guards;
 mod hygiene;
 mod keys;

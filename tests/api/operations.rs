@@ -121,7 +121,22 @@ async fn metadata_names_the_issuer_and_only_what_exists(backend: Backend) {
     let body: serde_json::Value = response.json().await.unwrap();
     // Without TESSERA_ISSUER, the issuer is the bound address.
     assert_eq!(body["issuer"], app.url);
-    assert_eq!(body["response_types_supported"], serde_json::json!([]));
+    assert_eq!(
+        body["response_types_supported"],
+        serde_json::json!(["code"])
+    );
+    assert_eq!(
+        body["authorization_endpoint"],
+        format!("{}/authorize", app.url)
+    );
+    assert_eq!(
+        body["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(
+        body["authorization_response_iss_parameter_supported"],
+        serde_json::json!(true)
+    );
     assert!(body["grant_types_supported"].is_array());
 }
 

@@ -538,7 +538,12 @@ async fn metadata_lists_the_grants_and_methods(backend: Backend) {
     assert_eq!(body["token_endpoint"], format!("{}/token", app.url));
     assert_eq!(
         body["grant_types_supported"],
-        serde_json::json!(["client_credentials", "password", "refresh_token"])
+        serde_json::json!([
+            "authorization_code",
+            "client_credentials",
+            "password",
+            "refresh_token"
+        ])
     );
     assert_eq!(
         body["token_endpoint_auth_methods_supported"],

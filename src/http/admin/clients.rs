@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::no_store;
 use crate::domain::Error;
-use crate::domain::admin::{NewClient, NewSecret as SecretRequest};
+use crate::domain::admin::{ClientChange, NewClient, NewSecret as SecretRequest};
 use crate::domain::usage::ClientDetails;
 use crate::http::auth::AdminClient;
 use crate::http::error::{
@@ -30,7 +30,7 @@ pub struct CreateClient {
     /// RFC 3986 unreserved characters; generated when omitted.
     client_id: Option<String>,
     name: Option<String>,
-    /// `client_credentials`, `password`, `refresh_token`: at least one.
+    /// `authorization_code`, `client_credentials`, `password`, `refresh_token`: at least one.
     #[schema(min_items = 1)]
     grant_types: Vec<String>,
     #[serde(default)]
@@ -48,6 +48,16 @@ pub struct CreateClient {
     /// `TESSERA_CLIENT_SECRET_MAX_AGE`. Confidential clients only.
     #[schema(value_type = Option<i64>, minimum = 60, maximum = 4294967295_i64)]
     secret_max_age: Option<Value>,
+    /// Where /authorize may send the browser back, compared as exact strings: absolute
+    /// `https` URIs, `http://127.0.0.1` or `http://[::1]` (any port then matches, RFC 8252
+    /// §7.3), or a private-use scheme with a dot; no fragment, no wildcard. At least one with
+    /// the `authorization_code` grant.
+    #[serde(default)]
+    #[schema(max_items = 20)]
+    redirect_uris: Vec<String>,
+    /// Skips the consent page (a client of the operator's own).
+    #[serde(default)]
+    first_party: bool,
 }
 
 /// A client as the API shows it: never its secret, only `client_secret` right after creation
@@ -63,6 +73,8 @@ pub struct ClientView {
     admin: bool,
     introspect: bool,
     disabled: bool,
+    redirect_uris: Vec<String>,
+    first_party: bool,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -134,6 +146,8 @@ impl ClientView {
             admin: client.is_admin,
             introspect: client.can_introspect,
             disabled: client.disabled,
+            redirect_uris: client.redirect_uris,
+            first_party: client.first_party,
             created_at: client.created_at,
             updated_at: client.updated_at,
             client_secret: secret,
@@ -273,6 +287,8 @@ pub async fn create(
                 admin: body.admin,
                 introspect: body.introspect,
                 secret_max_age: whole_seconds("secret_max_age", body.secret_max_age)?,
+                redirect_uris: body.redirect_uris,
+                first_party: body.first_party,
             },
             source.0,
         )
@@ -304,10 +320,16 @@ pub async fn get(
     Ok(Json(app.issuer.client_details(&client_id).await?.into()))
 }
 
+/// At least one field; each given replaces what the client has.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateClient {
-    disabled: bool,
+    disabled: Option<bool>,
+    /// Replaces the list, validated as at registration.
+    #[schema(max_items = 20)]
+    redirect_uris: Option<Vec<String>>,
+    first_party: Option<bool>,
 }
 
 #[utoipa::path(
@@ -327,8 +349,13 @@ pub async fn update(
     Path(client_id): Path<String>,
     JsonBody(body): JsonBody<UpdateClient>,
 ) -> Result<Json<ClientView>, ApiError> {
+    let change = ClientChange {
+        disabled: body.disabled,
+        redirect_uris: body.redirect_uris,
+        first_party: body.first_party,
+    };
     app.issuer
-        .set_client_disabled(&admin.client_id, &client_id, body.disabled, source.0)
+        .update_client(&admin.client_id, &client_id, change, source.0)
         .await?;
     Ok(Json(app.issuer.client_details(&client_id).await?.into()))
 }

@@ -17,7 +17,7 @@ const PURGE_LOCK: i64 = 0x7465_7373_7075_7267; // "tesspurg"
 const ERASE_SUCCESSORS: &str = "update refresh_token set successor_ciphertext = null where ctid in (
      select ctid from refresh_token where successor_ciphertext is not null and consumed_at < $1 limit $2)";
 
-const PURGE: [&str; 4] = [
+const PURGE: [&str; 6] = [
     // Tokens idle-expired for a day can no longer matter, not even as reuse evidence.
     "delete from refresh_token where ctid in (
          select ctid from refresh_token where idle_expires_at < $1 - interval '1 day' limit $2)",
@@ -28,6 +28,12 @@ const PURGE: [&str; 4] = [
     "delete from login_throttle where ctid in (
          select ctid from login_throttle where window_start < $1 - interval '1 day'
             and (blocked_until is null or blocked_until < $1) limit $2)",
+    // Codes a day past their expiry: too old even as evidence of a replay.
+    "delete from authorization_code where ctid in (
+         select ctid from authorization_code where expires_at < $1 - interval '1 day' limit $2)",
+    "delete from browser_session where ctid in (
+         select ctid from browser_session where expires_at < $1
+            or ended_at < $1 - interval '1 day' limit $2)",
 ];
 
 impl PgStore {

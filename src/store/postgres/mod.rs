@@ -8,6 +8,7 @@ use super::{CHANGE_CHANNEL, StoreError};
 use crate::config::DatabaseConfig;
 
 mod audit;
+mod authorization;
 mod clients;
 mod feed;
 mod infra;

@@ -62,7 +62,7 @@ const CONSUME: &str = "with input as materialized (
 impl PgStore {
     /// Waits for an offboarding of the user or the client in progress (each locks its row
     /// first), then sees its outcome. Always the user row, then the client row.
-    const USER_ENABLED: &str =
+    pub(super) const USER_ENABLED: &str =
         "select coalesce((select not disabled from user_account where user_id = $1 for share)
             and (select not disabled from client where client_id = $2 for share), false)";
 

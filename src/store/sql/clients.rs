@@ -6,8 +6,14 @@ use crate::store::rows::CLIENT_COLUMNS;
 
 pub(crate) const INSERT: &str = "insert into client (client_id, name, is_public, secret_digest, secret_phc, grant_types, scopes,
                          audiences, is_admin, can_introspect, disabled, created_at, updated_at,
-                         secret_created_at, secret_max_age)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)";
+                         secret_created_at, secret_max_age, redirect_uris, first_party)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16)";
+
+/// PATCH /admin/clients/{id}: each of redirect_uris and first_party when given.
+pub(crate) const UPDATE_REGISTRATION: &str = "update client set
+         redirect_uris = coalesce($2, redirect_uris), first_party = coalesce($3, first_party),
+         updated_at = $4
+     where client_id = $1";
 
 /// The right-hand sides read the row as it was: the secret being replaced is copied to the
 /// previous columns by the same statement that replaces it.
@@ -63,7 +69,9 @@ macro_rules! client_store {
             use $crate::model::{Client, ClientFilter, ClientUsage};
             use $crate::store::rows::{ClientRow, DbTime, grant_json, list_json, secret_columns};
             use $crate::store::sql::clients as q;
-            use $crate::store::{ClientStore, SecretRotation, StoreError, Update, topic};
+            use $crate::store::{
+                ClientStore, RegistrationChange, SecretRotation, StoreError, Update, topic,
+            };
 
             fn seconds(age: Option<std::time::Duration>) -> Option<i64> {
                 age.map(|a| i64::try_from(a.as_secs()).unwrap_or(i64::MAX))
@@ -107,6 +115,8 @@ macro_rules! client_store {
                         .bind(DbTime(client.created_at))
                         .bind(client.secret_created_at.map(DbTime))
                         .bind(seconds(client.secret_max_age))
+                        .bind(list_json(&client.redirect_uris))
+                        .bind(client.first_party)
                         .execute(&mut *tx)
                         .await?;
                     Self::announce(&mut tx, topic::CLIENTS, client.created_at).await?;
@@ -215,6 +225,29 @@ macro_rules! client_store {
                         }
                     }
                     Ok(usage.into_iter().collect())
+                }
+
+                async fn update_client_registration(
+                    &self,
+                    client_id: &str,
+                    change: &RegistrationChange,
+                    now: OffsetDateTime,
+                ) -> Result<Update, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let updated = sqlx::query(q::UPDATE_REGISTRATION)
+                        .bind(client_id)
+                        .bind(change.redirect_uris.as_deref().map(list_json))
+                        .bind(change.first_party)
+                        .bind(DbTime(now))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if updated == 0 {
+                        return Ok(Update::NotFound);
+                    }
+                    Self::announce(&mut tx, topic::CLIENTS, now).await?;
+                    tx.commit().await?;
+                    Ok(Update::Done)
                 }
 
                 async fn set_client_disabled(

@@ -42,6 +42,26 @@ macro_rules! shared_helpers {
                 Ok(())
             }
 
+            /// A login session: by a password login, or by a code's exchange.
+            async fn insert_session(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                session: &$crate::model::Session,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::rows::{DbTime, DbUuid};
+                sqlx::query($crate::store::sql::sessions::INSERT)
+                    .bind(DbUuid(session.session_id))
+                    .bind(&session.client_id)
+                    .bind(DbUuid(session.user_id))
+                    .bind(&session.scope)
+                    .bind(DbTime(session.created_at))
+                    .bind(DbTime(session.expires_at))
+                    .bind(session.status.map(|s| s.list_id))
+                    .bind(session.status.map(|s| s.idx))
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
             async fn insert_revocation(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 kind: $crate::model::RevocationKind,

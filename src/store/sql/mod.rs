@@ -6,6 +6,7 @@
 //! them. Expanded, each body is plain code for one concrete backend, type-checked for both.
 
 pub(crate) mod audit;
+pub(crate) mod authorization;
 pub(crate) mod clients;
 pub(crate) mod feed;
 pub(crate) mod helpers;

@@ -113,6 +113,16 @@ macro_rules! revocation_store {
                         Self::keep_an_admin(&mut tx, value).await?;
                     }
                     let sessions = Self::revoke_sessions_of(&mut tx, kind, value, now).await?;
+                    if kind == RevocationKind::Subject {
+                        // Signed-in browsers too: none may start a new login afterwards. (Were
+                        // nothing new revoked below, the user is disabled already, and a
+                        // disabled user's browser sessions are dead anyway.)
+                        sqlx::query($crate::store::sql::authorization::END_USER_BROWSERS)
+                            .bind(user_id)
+                            .bind(DbTime(now))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     if sessions.is_empty() {
                         let cut_off: bool = match kind {
                             RevocationKind::Subject => sqlx::query_scalar(q::USER_CUT_OFF)

@@ -63,17 +63,7 @@ macro_rules! session_store {
                     if enabled != Some(true) {
                         return Ok(SessionAdded::UserDisabled);
                     }
-                    sqlx::query(q::INSERT)
-                        .bind(DbUuid(session.session_id))
-                        .bind(&session.client_id)
-                        .bind(DbUuid(session.user_id))
-                        .bind(&session.scope)
-                        .bind(DbTime(session.created_at))
-                        .bind(DbTime(session.expires_at))
-                        .bind(session.status.map(|s| s.list_id))
-                        .bind(session.status.map(|s| s.idx))
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::insert_session(&mut tx, session).await?;
                     if let Some(first) = first {
                         Self::insert_refresh(&mut tx, first).await?;
                     }

@@ -17,7 +17,7 @@ const DAY_MS: i64 = 86_400_000;
 const ERASE_SUCCESSORS: &str = "update refresh_token set successor_ciphertext = null where rowid in (
      select rowid from refresh_token where successor_ciphertext is not null and consumed_at < $1 limit $2)";
 
-const PURGE: [&str; 4] = [
+const PURGE: [&str; 6] = [
     // Tokens idle-expired for a day can no longer matter, not even as reuse evidence.
     "delete from refresh_token where rowid in (
          select rowid from refresh_token where idle_expires_at < $1 - $3 limit $2)",
@@ -27,6 +27,11 @@ const PURGE: [&str; 4] = [
     "delete from login_throttle where rowid in (
          select rowid from login_throttle where window_start < $1 - $3
             and (blocked_until is null or blocked_until < $1) limit $2)",
+    // Codes a day past their expiry: too old even as evidence of a replay.
+    "delete from authorization_code where rowid in (
+         select rowid from authorization_code where expires_at < $1 - $3 limit $2)",
+    "delete from browser_session where rowid in (
+         select rowid from browser_session where expires_at < $1 or ended_at < $1 - $3 limit $2)",
 ];
 
 impl SqliteStore {

@@ -13,6 +13,7 @@ use super::sql::helpers::shared_helpers;
 use crate::config::DatabaseConfig;
 
 mod audit;
+mod authorization;
 mod clients;
 mod feed;
 mod infra;

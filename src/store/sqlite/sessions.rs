@@ -19,7 +19,7 @@ const ERASE_SPENT: &str = "update refresh_token set successor_ciphertext = null
 
 impl SqliteStore {
     /// The write lock orders a login after an offboarding in progress.
-    const USER_ENABLED: &str =
+    pub(super) const USER_ENABLED: &str =
         "select coalesce((select not disabled from user_account where user_id = $1)
             and (select not disabled from client where client_id = $2), false)";
 

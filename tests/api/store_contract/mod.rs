@@ -4,6 +4,7 @@
 //! before it fails behind HTTP.
 
 mod audit;
+mod authorization;
 mod change_feed;
 mod clients;
 mod keys;
@@ -109,6 +110,8 @@ pub fn client(client_id: &str, at: OffsetDateTime) -> Client {
         secret_created_at: Some(at),
         secret_max_age: None,
         previous_secret: None,
+        redirect_uris: Vec::new(),
+        first_party: false,
     }
 }
 

@@ -1,0 +1,6 @@
+//! Browser sessions and authorization codes on PostgreSQL: all shared SQL; the redemption waits for an offboarding in progress through the backend's `USER_ENABLED`. Uses: model.
+
+use super::PgStore;
+use crate::store::sql::authorization::authorization_store;
+
+authorization_store!(PgStore);
