@@ -20,6 +20,8 @@ const TABLES: &[&str] = &[
     "audit_event",
     "login_throttle",
     "change_feed",
+    "browser_session",
+    "authorization_code",
 ];
 
 async fn connect(db: &TestDb) -> Arc<dyn store::Store> {

@@ -176,8 +176,11 @@ async fn every_token_error_code(backend: Backend) {
     .await;
     // unsupported_grant_type
     assert_error(
-        app.token(auth, &[("grant_type", "authorization_code")])
-            .await,
+        app.token(
+            auth,
+            &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code")],
+        )
+        .await,
         400,
         "unsupported_grant_type",
     )
