@@ -445,9 +445,32 @@ async fn authorize(app: &AppState, headers: &HeaderMap, submitted: &Submitted) -
     flow.attach(app, response)
 }
 
-/// A form post from one of our pages: a form body with a token for this browser.
-fn form_body(headers: &HeaderMap, body: &[u8]) -> Option<Submitted> {
-    is_form(headers).then(|| Submitted::parse(body))
+/// A form post from one of our pages, trusted only with a token made for this browser's flow
+/// cookie, this request and `bound` (more values the form is tied to), then validated like the
+/// request that started it. Returns the fields, the flow cookie and the valid request.
+async fn trusted_form(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    purpose: Purpose,
+    bound: impl FnOnce(&Submitted) -> Vec<String>,
+) -> Result<(Submitted, String, Valid), Response> {
+    if !is_form(headers) {
+        return Err(Message::forged());
+    }
+    let submitted = Submitted::parse(body);
+    let mut values = vec![submitted.binding()];
+    values.extend(bound(&submitted));
+    let parts: Vec<&[u8]> = values.iter().map(String::as_bytes).collect();
+    let flow = Cookie::Flow.read(app, headers);
+    let token = submitted.field("csrf_token");
+    let Some(flow) =
+        flow.filter(|flow| csrf_valid(&app.form_key, purpose, Some(flow), &parts, token))
+    else {
+        return Err(Message::forged());
+    };
+    let valid = validate(app, &submitted).await?;
+    Ok((submitted, flow, valid))
 }
 
 /// POST /sign-in: the sign-in form. The password grant's path: the same throttle, the same
@@ -458,25 +481,11 @@ pub async fn sign_in(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(submitted) = form_body(&headers, &body) else {
-        return Message::forged();
-    };
-    let flow = Cookie::Flow.read(&app, &headers);
-    let binding = submitted.binding();
-    if !csrf_valid(
-        &app.form_key,
-        Purpose::SignIn,
-        flow.as_deref(),
-        &[binding.as_bytes()],
-        submitted.field("csrf_token"),
-    ) {
-        return Message::forged();
-    }
-    let flow = flow.expect("a valid token implies a flow cookie");
-    let valid = match validate(&app, &submitted).await {
-        Ok(valid) => valid,
-        Err(response) => return response,
-    };
+    let (submitted, flow, valid) =
+        match trusted_form(&app, &headers, &body, Purpose::SignIn, |_| Vec::new()).await {
+            Ok(form) => form,
+            Err(response) => return response,
+        };
     let again =
         |status, message| sign_in_page(&app, &flow, &submitted, &valid, status, Some(message));
     let (Some(username), Some(password)) =
@@ -527,32 +536,18 @@ pub async fn sign_in(
 
 /// POST /consent: the user's decision (`decision=approve` or `deny`).
 pub async fn consent(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(submitted) = form_body(&headers, &body) else {
-        return Message::forged();
-    };
-    let flow = Cookie::Flow.read(&app, &headers);
     let cookie = Cookie::Session.read(&app, &headers).unwrap_or_default();
-    let shown_scope = submitted.field("shown_scope").unwrap_or("");
-    let binding = submitted.binding();
     // Bound to the session too: a consent form shown to one user approves nothing for another.
-    if !csrf_valid(
-        &app.form_key,
-        Purpose::Consent,
-        flow.as_deref(),
-        &[
-            binding.as_bytes(),
-            cookie.as_bytes(),
-            shown_scope.as_bytes(),
-        ],
-        submitted.field("csrf_token"),
-    ) {
-        return Message::forged();
-    }
-    let flow = flow.expect("a valid token implies a flow cookie");
-    let valid = match validate(&app, &submitted).await {
-        Ok(valid) => valid,
-        Err(response) => return response,
+    let bound = |submitted: &Submitted| {
+        let shown = submitted.field("shown_scope").unwrap_or("");
+        vec![cookie.clone(), shown.to_owned()]
     };
+    let (submitted, flow, valid) =
+        match trusted_form(&app, &headers, &body, Purpose::Consent, bound).await {
+            Ok(form) => form,
+            Err(response) => return response,
+        };
+    let shown_scope = submitted.field("shown_scope").unwrap_or("");
     let session = match app.issuer.browser_session(&cookie).await {
         Ok(Some(session)) => session,
         // Signed out, disabled or expired since the page was shown: sign in again.
