@@ -83,9 +83,11 @@ impl Server {
         let generated_admin = issuer.ensure_admin(configured, embedded).await?;
         issuer.warn_about_admin_secrets();
         let router = http::router(
-            AppState::new(Arc::clone(&issuer), config.jwks_max_age).with_trusted_proxies(
-                http::source::TrustedProxies::new(config.trusted_proxies.clone()),
-            ),
+            AppState::new(Arc::clone(&issuer), config.jwks_max_age)
+                .with_trusted_proxies(http::source::TrustedProxies::new(
+                    config.trusted_proxies.clone(),
+                ))
+                .with_form_key(issuer.form_key()),
             config.request_timeout,
         );
         Ok(Self {

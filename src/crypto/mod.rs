@@ -10,6 +10,7 @@ use rand::TryRngCore;
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretBox};
 
+pub mod form_tokens;
 pub mod keys;
 mod sealing;
 pub mod secrets;

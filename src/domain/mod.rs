@@ -221,6 +221,11 @@ impl Issuer {
         &self.keys
     }
 
+    /// The key of the browser pages' form tokens: one for every instance on this master key.
+    pub fn form_key(&self) -> crate::crypto::form_tokens::FormKey {
+        self.master_key.form_key()
+    }
+
     /// (open, idle) database connections of this instance.
     pub fn pool_connections(&self) -> (u32, usize) {
         self.store.pool_connections()

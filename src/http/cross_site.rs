@@ -1,4 +1,4 @@
-//! Refuses state-changing requests that a browser marks cross-site on the admin API and POST /revoke: a browser replays the Basic credentials it cached for `/admin/` to any site that makes it send a request there (CONTRACT: Admin API). Uses: axum.
+//! Refuses state-changing requests that a browser marks cross-site on the admin API, POST /revoke and the browser pages' forms: a browser replays the Basic credentials it cached for `/admin/`, and the session cookie of the pages, to any site that makes it send a request there (CONTRACT: Admin API). Uses: axum.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -26,19 +26,37 @@ pub async fn refuse(State(app): State<AppState>, request: Request, next: Next) -
     next.run(request).await
 }
 
-/// State-changing methods on `/admin/*` and `/revoke`.
+/// State-changing methods on `/admin/*`, `/revoke` and the browser pages' forms (`/sign-in`,
+/// `/consent`, `/logout`). Not `/authorize`: a client may start a flow with a cross-site form
+/// post (RFC 6749 §3.1), and that request changes nothing by itself.
 fn guarded(method: &Method, path: &str) -> bool {
     let changes_state = [Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(method);
-    changes_state && (path == "/revoke" || path == "/admin" || path.starts_with("/admin/"))
+    changes_state
+        && (["/revoke", "/admin", "/sign-in", "/consent", "/logout"].contains(&path)
+            || path.starts_with("/admin/"))
 }
 
 /// Fetch metadata says `cross-site`, or an `Origin` other than the issuer's is named. Requests
 /// without either header (curl, the CLI, server-side clients) pass: only browsers send them,
 /// and a browser always sends `Origin` on a cross-origin POST.
+///
+/// One exception: `Origin: null` with `Sec-Fetch-Site: same-origin` is a form on our own pages,
+/// whose `Referrer-Policy: no-referrer` makes browsers send `null` (Fetch: "serializing a
+/// request origin"); a page elsewhere cannot make a browser claim `same-origin`.
 fn cross_site(headers: &HeaderMap, issuer_origin: &url::Origin) -> bool {
-    let fetch_site = headers
-        .get(SEC_FETCH_SITE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    let fetch_site = |value: &[u8]| {
+        headers
+            .get(SEC_FETCH_SITE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(value))
+    };
+    let own_page_without_referrer = fetch_site(b"same-origin")
+        && headers
+            .get(header::ORIGIN)
+            .is_some_and(|origin| origin.as_bytes() == b"null");
+    if own_page_without_referrer {
+        return false;
+    }
+    let fetch_site = fetch_site(b"cross-site");
     let foreign_origin = headers.get(header::ORIGIN).is_some_and(|origin| {
         // An opaque origin (`null`, a sandboxed frame) or an unreadable one is not ours.
         origin
@@ -74,6 +92,9 @@ mod tests {
             assert!(guarded(&method, "/revoke"));
             assert!(guarded(&method, "/admin/clients"));
             assert!(guarded(&method, "/admin/keys/rotate"));
+            assert!(guarded(&method, "/sign-in"));
+            assert!(guarded(&method, "/consent"));
+            assert!(guarded(&method, "/logout"));
         }
         for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
             assert!(!guarded(&method, "/admin/clients"));
@@ -85,6 +106,7 @@ mod tests {
             "/introspect",
             "/administrator",
             "/revoked",
+            "/authorize",
         ] {
             assert!(!guarded(&Method::POST, path), "{path}");
         }
@@ -101,6 +123,8 @@ mod tests {
             headers(&[("origin", "https://auth.example.com:8443")]),
             headers(&[("origin", "https://sub.auth.example.com")]),
             headers(&[("origin", "null")]),
+            headers(&[("sec-fetch-site", "same-site"), ("origin", "null")]),
+            headers(&[("sec-fetch-site", "cross-site"), ("origin", "null")]),
             headers(&[("origin", "not a url")]),
             headers(&[
                 ("sec-fetch-site", "cross-site"),
@@ -125,6 +149,8 @@ mod tests {
                 ("sec-fetch-site", "same-origin"),
                 ("origin", "https://auth.example.com"),
             ]),
+            // A form on our pages (Referrer-Policy: no-referrer).
+            headers(&[("sec-fetch-site", "same-origin"), ("origin", "null")]),
         ] {
             assert!(!cross_site(&passed, &ours), "{passed:?}");
         }

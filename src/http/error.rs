@@ -211,19 +211,20 @@ impl From<domain::Error> for ApiError {
 }
 
 /// Gives every error response a JSON body: axum's 404/405, tower-http's 413 and timeouts come
-/// without one. Headers such as `Allow` and `Retry-After` are kept.
+/// without one. Headers such as `Allow` and `Retry-After` are kept. The browser pages' own
+/// HTML errors (`pages`) are left as they are.
 pub async fn json_error_bodies<B>(response: Response<B>) -> Response
 where
     B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
     let status = response.status();
-    let is_json = response
+    let is_json_or_page = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if is_json_or_page || !(status.is_client_error() || status.is_server_error()) {
         return response.map(Body::new);
     }
     let (mut parts, _) = response.into_parts();

@@ -39,6 +39,7 @@ mod jwks;
 mod metadata;
 mod metrics;
 mod openapi;
+mod pages;
 mod refresh;
 mod revoke;
 pub mod source;
@@ -65,6 +66,8 @@ pub struct AppState {
     trusted_proxies: Arc<source::TrustedProxies>,
     /// The issuer's origin: an `Origin` other than this marks a cross-site request.
     issuer_origin: url::Origin,
+    /// Tags the anti-forgery tokens of the browser pages' forms.
+    form_key: Arc<crate::crypto::form_tokens::FormKey>,
 }
 
 impl AppState {
@@ -81,7 +84,20 @@ impl AppState {
             jwks_cache_control,
             openapi: openapi::document(),
             trusted_proxies: Arc::default(),
+            // Until `with_form_key`: forms of this process only.
+            form_key: Arc::new(crate::crypto::form_tokens::FormKey::random()),
         }
+    }
+
+    /// The key of the pages' form tokens, shared by every instance (derived from the master key).
+    pub fn with_form_key(mut self, key: crate::crypto::form_tokens::FormKey) -> Self {
+        self.form_key = Arc::new(key);
+        self
+    }
+
+    /// Cookies are `Secure` and `__Host-` prefixed on an https issuer.
+    fn secure_cookies(&self) -> bool {
+        matches!(&self.issuer_origin, url::Origin::Tuple(scheme, ..) if scheme == "https")
     }
 }
 
@@ -154,8 +170,11 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         )
         .route("/admin/keys", get(admin::keys::list))
         .route("/admin/keys/rotate", post(admin::keys::rotate))
+        // The browser pages: HTML answers, not the JSON error shape (`pages`).
+        .merge(pages::router())
         .fallback(|| async { ApiError::not_found() })
-        // State-changing requests to /admin/* and /revoke that a browser marks cross-site.
+        // State-changing requests to /admin/*, /revoke and the pages' forms that a browser marks
+        // cross-site.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             cross_site::refuse,
