@@ -33,7 +33,7 @@ struct Pending {
 }
 
 /// Carries out rotations: batched on PostgreSQL, one at a time otherwise.
-pub(crate) struct Rotations(Mode);
+pub struct Rotations(Mode);
 
 enum Mode {
     Direct(Arc<dyn Store>),
@@ -118,8 +118,9 @@ async fn gather(
 }
 
 /// One transaction for the batch. If it fails as a whole (a deadlock with an offboarding, a
-/// serialization failure, a lost connection), nothing of it was written, and each rotation is
-/// tried again on its own, so one rotation's failure is never its batch-mates'.
+/// serialization failure, a value one rotation carries), nothing of it was written, and each
+/// rotation is tried again on its own, so one rotation's failure is never its batch-mates'. An
+/// unavailable database fails them all at once (503, nothing written: clients retry).
 async fn run(store: &dyn Store, batch: Vec<Pending>) {
     let (rotations, replies): (Vec<Rotation>, Vec<_>) =
         batch.into_iter().map(|p| (p.rotation, p.reply)).unzip();
@@ -130,6 +131,12 @@ async fn run(store: &dyn Store, batch: Vec<Pending>) {
                 // A requester that went away finds its rotation done, and a retry inside the
                 // window gets the same successor.
                 let _ = reply.send(Ok(outcome));
+            }
+        }
+        // The database does not answer: one by one would only wait for it once per rotation.
+        Err(StoreError::Unavailable { kind }) => {
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Unavailable { kind }));
             }
         }
         Err(error) if rotations.len() == 1 => {

@@ -572,6 +572,58 @@ async fn a_batch_answers_each_rotation_on_its_own(backend: Backend) {
     assert!(store.consume_refresh_tokens(&[]).await.unwrap().is_empty());
 }
 
+/// A batch that fails as a whole (here PostgreSQL refuses one rotation's text) is tried again
+/// one rotation at a time: only the refused rotation fails, its batch-mates rotate.
+async fn a_failed_batch_fails_only_its_culprit(backend: Backend) {
+    use tessera::domain::RotationBatching;
+    use tessera::domain::rotations::Rotations;
+    let fx = Fixture::new(backend).await;
+    let (client, user) = fx.principal("web", "alice").await;
+    let now = t0();
+    let sessions = [
+        fx.session(&client, &user, 1, now).await,
+        fx.session(&client, &user, 2, now).await,
+        fx.session(&client, &user, 3, now).await,
+    ];
+    // Exactly these three form the batch.
+    let rotations = Arc::new(Rotations::new(
+        Arc::clone(&fx.store),
+        RotationBatching {
+            max_wait: std::time::Duration::from_secs(10),
+            max_size: 3,
+        },
+    ));
+    let mut tasks = Vec::new();
+    for (i, session) in sessions.iter().enumerate() {
+        let n = u8::try_from(i).unwrap() + 1;
+        let mut rotation = rotation(session, n, n + 10, now + secs(1));
+        if n == 2 {
+            rotation.audit.source_addr = Some("192.0.2.1\0".into());
+        }
+        let rotations = Arc::clone(&rotations);
+        tasks.push(tokio::spawn(
+            async move { rotations.consume(rotation).await },
+        ));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    assert_eq!(outcomes[0].as_ref().unwrap(), &Consumed::Rotated);
+    assert_eq!(outcomes[2].as_ref().unwrap(), &Consumed::Rotated);
+    if backend == Backend::Postgres {
+        assert!(outcomes[1].is_err(), "{:?}", outcomes[1]);
+        assert_eq!(refresh_events(&fx, &sessions[1]).await, 0);
+        assert_eq!(
+            rows(&fx, "refresh_token", &sessions[1], "consumed_at is null").await,
+            1
+        );
+    }
+    for i in [0, 2] {
+        assert_eq!(refresh_events(&fx, &sessions[i]).await, 1);
+    }
+}
+
 both_backends!(
     a_session_is_added_with_its_first_token,
     a_session_may_start_without_a_token,
@@ -584,4 +636,5 @@ both_backends!(
     a_session_is_revoked_once,
     concurrent_consumes_have_one_winner,
     a_batch_answers_each_rotation_on_its_own,
+    a_failed_batch_fails_only_its_culprit,
 );
