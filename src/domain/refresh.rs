@@ -221,7 +221,7 @@ impl Issuer {
         };
         match self.rotations.consume(rotation).await? {
             Consumed::Rotated => {
-                tracing::info!(session_id = %session_id, "refresh token rotated");
+                tracing::debug!(session_id = %session_id, "refresh token rotated");
                 metrics::counter!(crate::metrics::REFRESHES, "outcome" => "rotated").increment(1);
                 let sid = session_id.to_string();
                 let subject = record.user_id.to_string();
@@ -312,7 +312,7 @@ impl Issuer {
                 let audience = audience(request.client, request.target)?;
                 let scope = held_scope(record, granted_scope, request.scope)?;
                 let roles = record.held_roles.granting(&scope);
-                tracing::info!(session_id = %record.session_id, "refresh retried inside the window");
+                tracing::debug!(session_id = %record.session_id, "refresh retried inside the window");
                 let sid = record.session_id.to_string();
                 let subject = record.user_id.to_string();
                 // The successor's entry again: it is the one its session's revocation sets.

@@ -314,7 +314,7 @@ impl Issuer {
             .keys
             .mint_with(&minting.signer, minting.issued_at, &request, minting.status)
             .map_err(KeyRingError::from)?;
-        tracing::info!(jti = %minted.claims.jti, sub = %subject, "access token issued");
+        tracing::debug!(jti = %minted.claims.jti, sub = %subject, "access token issued");
         self.usage
             .issued(&client.client_id, scope, self.clock.now());
         let kind = if client.is_public() {
