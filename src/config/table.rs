@@ -590,7 +590,9 @@ fn parse_database(s: &str) -> Result<DatabaseUrl, String> {
     if s.starts_with("postgres://") || s.starts_with("postgresql://") {
         let options = PgConnectOptions::from_str(s)
             .map_err(|_| "is not a valid postgres:// URL".to_owned())?;
-        Ok(DatabaseUrl::Postgres(Box::new(options)))
+        Ok(DatabaseUrl::Postgres(Box::new(plain_on_loopback(
+            s, options,
+        ))))
     } else if s.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(s)
             .map_err(|_| "is not a valid sqlite:// URL".to_owned())?;
@@ -606,6 +608,30 @@ fn parse_database(s: &str) -> Result<DatabaseUrl, String> {
         })
     } else {
         Err("must start with postgres:// or sqlite://".into())
+    }
+}
+
+/// Without an `sslmode` in the URL, sqlx negotiates TLS whenever the server offers it
+/// (`prefer`). Over the loopback interface that protects nothing (the bytes never leave the
+/// host) and costs every statement an encryption on both sides, so there Tessera connects in
+/// plain text unless the URL asks for TLS. Any other host keeps sqlx's default.
+fn plain_on_loopback(url: &str, options: PgConnectOptions) -> PgConnectOptions {
+    let asks = url::Url::parse(url).is_ok_and(|url| {
+        url.query_pairs()
+            .any(|(key, _)| key == "sslmode" || key == "ssl-mode")
+    });
+    let host = options.get_host();
+    let loopback = host == "localhost"
+        || host.starts_with('/')
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback && !asks {
+        options.ssl_mode(sqlx::postgres::PgSslMode::Disable)
+    } else {
+        options
     }
 }
 
@@ -681,6 +707,36 @@ mod tests {
     fn read(file: &str) -> String {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn postgres_over_loopback_is_plain_text_unless_the_url_asks_for_tls() {
+        use sqlx::postgres::PgSslMode;
+        let mode = |url: &str| match parse_database(url) {
+            Ok(DatabaseUrl::Postgres(options)) => format!("{:?}", options.get_ssl_mode()),
+            _ => panic!("{url} should parse"),
+        };
+        let plain = format!("{:?}", PgSslMode::Disable);
+        let prefer = format!("{:?}", PgSslMode::Prefer);
+        for url in [
+            "postgres://u@127.0.0.1:5432/db",
+            "postgres://u@127.0.0.9/db",
+            "postgres://u@localhost/db",
+            "postgresql://u@[::1]:5432/db",
+        ] {
+            assert_eq!(mode(url), plain, "{url}");
+        }
+        for url in [
+            "postgres://u@db.internal:5432/db",
+            "postgres://u@10.0.0.5/db",
+            "postgres://u@127.0.0.1/db?sslmode=prefer",
+        ] {
+            assert_eq!(mode(url), prefer, "{url}");
+        }
+        assert_eq!(
+            mode("postgres://u@localhost/db?sslmode=require"),
+            format!("{:?}", PgSslMode::Require)
+        );
     }
 
     #[test]

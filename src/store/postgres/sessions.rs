@@ -1,7 +1,7 @@
 //! Sessions and refresh tokens on PostgreSQL: a login waits on the user row an offboarding locks, and rotation is one statement for a whole batch that locks the sessions' rows in order. Uses: model.
 
 use super::PgStore;
-use crate::store::sql::sessions::session_store;
+use crate::store::sql::sessions::{find_refresh, session_store};
 use crate::store::{Consumed, Rotation, StoreError};
 
 /// Carries out a batch of rotations, one row of the parallel arrays each, in one statement (so
@@ -60,6 +60,19 @@ const CONSUME: &str = "with input as materialized (
      select n from rotated";
 
 impl PgStore {
+    /// The successor through a lateral subquery that cannot be flattened (`limit 1`; the key
+    /// is unique anyway), so it is always a probe of the primary key by (session, digest).
+    /// A plain left join lets the planner derive `session_id = $1` for it and, while the
+    /// table's statistics are young, scan every token of the session: a cost that grows with
+    /// the session's chain of rotations.
+    pub(super) const FIND_REFRESH: &str = find_refresh!(
+        "left join lateral (select n.token_digest, n.consumed_at, n.revoked_at, n.scope,
+                 n.access_status_list_id, n.access_status_idx
+             from refresh_token n
+             where n.session_id = t.session_id and n.token_digest = t.successor_digest
+             limit 1) n on true"
+    );
+
     /// Waits for an offboarding of the user or the client in progress (each locks its row
     /// first), then sees its outcome. Always the user row, then the client row.
     pub(super) const USER_ENABLED: &str =

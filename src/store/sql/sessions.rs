@@ -1,30 +1,37 @@
-//! The shared part of sessions and refresh tokens. Each backend provides `USER_ENABLED` (how a login waits for an offboarding in progress) and `consume` (rotation). Uses: model, rows.
+//! The shared part of sessions and refresh tokens. Each backend provides `USER_ENABLED` (how a login waits for an offboarding in progress), `FIND_REFRESH` (see [`find_refresh`]) and `consume` (rotation). Uses: model, rows.
 
 pub(crate) const INSERT: &str =
     "insert into session (session_id, client_id, user_id, scope, created_at, expires_at,
          status_list_id, status_idx)
      values ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-/// A token with its successor's state and scope, its session and the session's user. The
-/// successor is one primary-key probe (a left join: a live token has none), the user's roles
-/// one aggregate.
-pub(crate) const FIND_REFRESH: &str = "select t.session_id, t.token_digest, t.scope, t.created_at, t.idle_expires_at, t.consumed_at,
-        t.revoked_at, t.successor_ciphertext,
-        n.token_digest is not null and n.consumed_at is null and n.revoked_at is null
-            as successor_unused,
-        n.scope as successor_scope,
-        n.access_status_list_id as successor_status_list_id,
-        n.access_status_idx as successor_status_idx,
-        s.client_id, s.user_id, s.expires_at as session_expires_at,
-        s.revoked_at as session_revoked_at, u.disabled as user_disabled,
-        (select string_agg(r.name || ' ' || r.scopes, '\"' order by r.name)
-         from user_role ur join role r on r.name = ur.role_name
-         where ur.user_id = s.user_id) as held_roles
-     from refresh_token t
-     join session s on s.session_id = t.session_id
-     join user_account u on u.user_id = s.user_id
-     left join refresh_token n on n.session_id = t.session_id and n.token_digest = t.successor_digest
-     where t.session_id = $1 and t.token_digest = $2";
+/// A token with its successor's state and scope, its session and the session's user, the
+/// successor joined by `$successor` (each backend's own way of making it one primary-key probe;
+/// a live token has none), the user's roles one aggregate.
+macro_rules! find_refresh {
+    ($successor:literal) => {
+        concat!(
+            "select t.session_id, t.token_digest, t.scope, t.created_at, t.idle_expires_at,
+                t.consumed_at, t.revoked_at, t.successor_ciphertext,
+                n.token_digest is not null and n.consumed_at is null and n.revoked_at is null
+                    as successor_unused,
+                n.scope as successor_scope,
+                n.access_status_list_id as successor_status_list_id,
+                n.access_status_idx as successor_status_idx,
+                s.client_id, s.user_id, s.expires_at as session_expires_at,
+                s.revoked_at as session_revoked_at, u.disabled as user_disabled,
+                (select string_agg(r.name || ' ' || r.scopes, '\"' order by r.name)
+                 from user_role ur join role r on r.name = ur.role_name
+                 where ur.user_id = s.user_id) as held_roles
+             from refresh_token t
+             join session s on s.session_id = t.session_id
+             join user_account u on u.user_id = s.user_id ",
+            $successor,
+            " where t.session_id = $1 and t.token_digest = $2"
+        )
+    };
+}
+pub(crate) use find_refresh;
 
 pub(crate) const REVOKE_SESSION: &str = "update session set revoked_at = $2, revoked_reason = $3 where session_id = $1 and revoked_at is null";
 
@@ -76,7 +83,7 @@ macro_rules! session_store {
                     session_id: uuid::Uuid,
                     digest: &[u8; 32],
                 ) -> Result<Option<RefreshTokenRecord>, StoreError> {
-                    sqlx::query_as::<_, RefreshRow>(q::FIND_REFRESH)
+                    sqlx::query_as::<_, RefreshRow>(Self::FIND_REFRESH)
                         .bind(DbUuid(session_id))
                         .bind(&digest[..])
                         .fetch_optional(&self.pool)

@@ -4,7 +4,7 @@ use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
 use crate::store::rows::{DbTime, DbUuid};
-use crate::store::sql::sessions::session_store;
+use crate::store::sql::sessions::{find_refresh, session_store};
 use crate::store::{Consumed, Rotation, StoreError};
 
 const SESSION_LIVE: &str = "select revoked_at is null from session where session_id = $1";
@@ -18,6 +18,12 @@ const ERASE_SPENT: &str = "update refresh_token set successor_ciphertext = null
      where session_id = $1 and successor_digest = $2 and successor_ciphertext is not null";
 
 impl SqliteStore {
+    /// SQLite probes the successor by the primary key from the join itself.
+    pub(super) const FIND_REFRESH: &str = find_refresh!(
+        "left join refresh_token n
+             on n.session_id = t.session_id and n.token_digest = t.successor_digest"
+    );
+
     /// The write lock orders a login after an offboarding in progress.
     pub(super) const USER_ENABLED: &str =
         "select coalesce((select not disabled from user_account where user_id = $1)
