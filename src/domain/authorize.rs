@@ -166,7 +166,6 @@ impl Issuer {
     ///
     /// Then the code is consumed in the transaction that stores the new session. The scope is
     /// what was approved ∩ what the user holds now ∩ the client's scopes.
-    #[tracing::instrument(skip_all, fields(client_id = %client.client_id))]
     pub async fn authorization_code(
         &self,
         client: &Client,

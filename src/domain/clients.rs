@@ -104,12 +104,15 @@ impl Issuer {
     /// client sending a secret are all `invalid_client`; repeated failures are throttled. During
     /// a rotation's overlap the previous secret works too. The right secret past its expiry is
     /// `invalid_client` saying so.
-    #[tracing::instrument(skip_all, fields(client_id = %credentials.client_id))]
+    ///
+    /// The client id presented is recorded on the current span (the request's): every later
+    /// line of the request carries it, without a span of its own per step.
     pub async fn authenticate_client(
         &self,
         credentials: &ClientCredentials,
         source_addr: Option<IpAddr>,
     ) -> Result<Arc<Client>, Error> {
+        tracing::Span::current().record("client_id", credentials.client_id.as_str());
         let Some(client) = self.clients.get(&credentials.client_id) else {
             metrics::counter!(crate::metrics::CREDENTIAL_CACHE, "result" => "miss").increment(1);
             return Err(Error::InvalidClient);

@@ -121,7 +121,6 @@ impl Issuer {
     /// retry window with its successor unused, that same successor again; otherwise reuse,
     /// which revokes the whole session. Expired, revoked, unknown or another client's: plain
     /// `invalid_grant`, nothing changed.
-    #[tracing::instrument(skip_all, fields(client_id = %client.client_id))]
     pub async fn refresh(
         &self,
         client: &Client,

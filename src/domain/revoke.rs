@@ -84,7 +84,6 @@ impl Issuer {
     /// RFC 7009 §2.1: revokes `token` if it was issued to `caller` (an admin may revoke any).
     /// A refresh token takes its whole session with it; an access token is revoked by its jti.
     /// Unknown, invalid or another client's tokens change nothing and are not reported.
-    #[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
     pub async fn revoke_token(
         &self,
         caller: &Client,

@@ -66,7 +66,6 @@ pub struct Target<'a> {
 impl Issuer {
     /// RFC 6749 §4.4: a confidential client acting for itself; `sub` is the client id, and
     /// there is no refresh token.
-    #[tracing::instrument(skip_all, fields(client_id = %client.client_id))]
     pub async fn client_credentials(
         &self,
         client: &Client,
@@ -101,7 +100,6 @@ impl Issuer {
 
     /// RFC 6749 §4.3. Unknown user, wrong password and disabled user are the same
     /// `invalid_grant` after the same work (see [`Issuer::sign_in`]).
-    #[tracing::instrument(skip_all, fields(client_id = %client.client_id))]
     pub async fn password(
         &self,
         client: &Arc<Client>,

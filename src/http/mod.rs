@@ -53,9 +53,22 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What every handler can reach; cheap to clone.
+/// What every handler can reach: one shared allocation, so the clone each layer and
+/// extractor takes per request is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state behind [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     pub issuer: Arc<Issuer>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// `Cache-Control` of the JWKS, rendered once.
@@ -77,7 +90,7 @@ impl AppState {
             .expect("a valid header value");
         let issuer_origin = url::Url::parse(issuer.issuer())
             .map_or_else(|_| url::Origin::new_opaque(), |url| url.origin());
-        Self {
+        Self(Arc::new(Shared {
             issuer,
             issuer_origin,
             metrics: crate::metrics::handle(),
@@ -86,12 +99,12 @@ impl AppState {
             trusted_proxies: Arc::default(),
             // Until `with_form_key`: forms of this process only.
             form_key: Arc::new(crate::crypto::form_tokens::FormKey::random()),
-        }
+        }))
     }
 
     /// The key of the pages' form tokens, shared by every instance (derived from the master key).
     pub fn with_form_key(mut self, key: crate::crypto::form_tokens::FormKey) -> Self {
-        self.form_key = Arc::new(key);
+        Arc::make_mut(&mut self.0).form_key = Arc::new(key);
         self
     }
 
@@ -240,5 +253,7 @@ fn request_span<B>(request: &Request<B>) -> tracing::Span {
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %request_id,
+        // Recorded once the client is authenticated (`Issuer::authenticate_client`).
+        client_id = tracing::field::Empty,
     )
 }

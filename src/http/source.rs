@@ -28,7 +28,7 @@ impl TrustedProxies {
 impl AppState {
     /// Believes `X-Forwarded-For` from these networks.
     pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
-        self.trusted_proxies = Arc::new(proxies);
+        Arc::make_mut(&mut self.0).trusted_proxies = Arc::new(proxies);
         self
     }
 }
