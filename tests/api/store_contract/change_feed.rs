@@ -180,13 +180,19 @@ async fn client_writes_bump_the_clients_topic(backend: Backend) {
         &fx,
         clients,
         "disabling",
-        store.set_client_disabled("web", true, now).await.unwrap()
+        store
+            .update_client("web", &super::disabling(true), &[], now)
+            .await
+            .unwrap()
     );
     bumps!(
         &fx,
         clients,
         "enabling",
-        store.set_client_disabled("web", false, now).await.unwrap()
+        store
+            .update_client("web", &super::disabling(false), &[], now)
+            .await
+            .unwrap()
     );
     let mut used = tessera::model::ClientUsage::default();
     used.used(now);
@@ -205,7 +211,7 @@ async fn client_writes_bump_the_clients_topic(backend: Backend) {
         &[],
         "disabling an unknown client",
         store
-            .set_client_disabled("nobody", true, now)
+            .update_client("nobody", &super::disabling(true), &[], now)
             .await
             .unwrap()
     );
@@ -416,7 +422,10 @@ async fn a_listener_hears_each_topic(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(rotated, KeyRotation::Skipped);
-    let updated = store.set_client_disabled("web", false, now).await.unwrap();
+    let updated = store
+        .update_client("web", &super::disabling(false), &[], now)
+        .await
+        .unwrap();
     assert_eq!(updated, Update::Done);
     assert_eq!(hear(&mut listener).await, topic::CLIENTS);
 }

@@ -115,6 +115,14 @@ pub fn client(client_id: &str, at: OffsetDateTime) -> Client {
     }
 }
 
+/// A change that only disables (or enables) a client.
+pub fn disabling(disabled: bool) -> tessera::store::ClientChange {
+    tessera::store::ClientChange {
+        disabled: Some(disabled),
+        ..Default::default()
+    }
+}
+
 /// A rotation to `secret` that ends the old one at once and keeps the max age.
 pub fn replace(secret: &ClientSecretHash) -> tessera::store::SecretRotation<'_> {
     tessera::store::SecretRotation {
