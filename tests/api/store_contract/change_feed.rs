@@ -7,7 +7,7 @@ use std::time::Duration;
 use tessera::model::{ClientSecretHash, RevocationKind};
 use tessera::store::{ChangeListener, topic};
 
-use super::{Fixture, audit, client, rotation_event, secs, signing_key, t0, token, user};
+use super::{Fixture, audit, client, secs, signing_key, t0, token, user};
 use crate::both_backends;
 use crate::helpers::Backend;
 use tessera::store::{Consumed, KeyRotation, KeysAdded, SessionAdded, Update};
@@ -333,16 +333,7 @@ async fn user_session_audit_and_throttle_writes_announce_nothing(backend: Backen
         .await
         .unwrap();
     assert_eq!(added, SessionAdded::Added);
-    let rotated = store
-        .consume_refresh_token(
-            &super::digest(1),
-            &token(&session, 2, now),
-            Some(b"sealed"),
-            now,
-            &rotation_event(&session, now),
-        )
-        .await
-        .unwrap();
+    let rotated = super::rotate(store, super::rotation(&session, 1, 2, now)).await;
     assert_eq!(rotated, Consumed::Rotated);
     store
         .add_audit_event(&audit("login_failed", now))
