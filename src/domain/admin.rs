@@ -8,7 +8,10 @@ use crate::crypto::keys::base64url;
 use crate::crypto::random_bytes;
 use crate::crypto::secrets::ClientSecret;
 use crate::model::{Client, ClientSecretHash, GrantType, User};
-use crate::store::{RegistrationChange, SecretRotation, StoreError};
+use crate::store::{SecretRotation, StoreError};
+
+/// What PATCH /admin/clients/{id} changes; `None` leaves a part as it is.
+pub use crate::store::ClientChange;
 
 /// What an admin asks for when registering a client (CONTRACT: POST /admin/clients).
 #[derive(Debug, Clone, Default)]
@@ -27,15 +30,6 @@ pub struct NewClient {
     pub redirect_uris: Vec<String>,
     /// May skip the consent page.
     pub first_party: bool,
-}
-
-/// What PATCH /admin/clients/{id} changes; `None` leaves a part as it is.
-#[derive(Debug, Clone, Default)]
-pub struct ClientChange {
-    pub disabled: Option<bool>,
-    /// Replaces the list.
-    pub redirect_uris: Option<Vec<String>>,
-    pub first_party: Option<bool>,
 }
 
 /// What an admin asks for when replacing a client's secret (CONTRACT: client credential hygiene).
@@ -236,7 +230,7 @@ impl Issuer {
         })?;
         self.refresh_after_write().await;
         tracing::info!(client_id = %client.client_id, admin = client.is_admin, "client created");
-        self.admin_event(
+        self.record(self.admin_audit(
             "client_created",
             actor,
             None,
@@ -250,7 +244,7 @@ impl Issuer {
                 "first_party": client.first_party,
             }),
             source_addr,
-        )
+        ))
         .await;
         Ok((client, secret))
     }
@@ -312,7 +306,7 @@ impl Issuer {
         }
         self.refresh_after_write().await;
         tracing::info!(%client_id, previous_valid_for = request.previous_valid_for, "client secret rotated");
-        self.admin_event(
+        self.record(self.admin_audit(
             "client_secret_rotated",
             actor,
             None,
@@ -322,7 +316,7 @@ impl Issuer {
                 "secret_max_age": max_age.map(|a| a.as_secs()),
             }),
             source_addr,
-        )
+        ))
         .await;
         Ok(secret)
     }
@@ -336,109 +330,82 @@ impl Issuer {
         disabled: bool,
         source_addr: Option<IpAddr>,
     ) -> Result<Client, Error> {
-        let client = self.client(client_id).await?;
-        if disabled {
-            self.ensure_admin_may_disable(actor, &client).await?;
-        }
-        if self
-            .store
-            .set_client_disabled(client_id, disabled, self.clock.now())
-            .await?
-            == crate::store::Update::NotFound
-        {
-            return Err(Error::NotFound("client"));
-        }
-        self.refresh_after_write().await;
-        let event_type = if disabled {
-            "client_disabled"
-        } else {
-            "client_enabled"
+        let change = ClientChange {
+            disabled: Some(disabled),
+            ..ClientChange::default()
         };
-        self.admin_event(
-            event_type,
-            actor,
-            None,
-            Some(client_id),
-            serde_json::json!({}),
-            source_addr,
-        )
-        .await;
-        self.client(client_id).await
+        self.update_client(actor, client_id, change, source_addr)
+            .await
     }
 
     /// PATCH /admin/clients/{id}: each part given, everything validated before anything is
-    /// written (the redirect URIs as at registration).
+    /// written (the redirect URIs as at registration), then written in one transaction with
+    /// its audit events (`client_updated`, then `client_disabled` or `client_enabled`).
     pub async fn update_client(
         &self,
         actor: &str,
         client_id: &str,
-        change: ClientChange,
+        mut change: ClientChange,
         source_addr: Option<IpAddr>,
     ) -> Result<Client, Error> {
-        let ClientChange {
-            disabled,
-            redirect_uris,
-            first_party,
-        } = change;
-        if disabled.is_none() && redirect_uris.is_none() && first_party.is_none() {
+        if change.disabled.is_none()
+            && change.redirect_uris.is_none()
+            && change.first_party.is_none()
+        {
             return Err(Error::invalid_request(
                 "give disabled, redirect_uris or first_party",
             ));
         }
         let client = self.client(client_id).await?;
-        if let Some(uris) = &redirect_uris {
-            check_redirect_uris(uris)?;
-            check_code_client(&client.grant_types, uris)?;
+        if let Some(uris) = change.redirect_uris.take() {
+            check_redirect_uris(&uris)?;
+            check_code_client(&client.grant_types, &uris)?;
+            change.redirect_uris = Some(dedup(uris));
         }
-        if disabled == Some(true) {
+        if change.disabled == Some(true) {
             self.ensure_admin_may_disable(actor, &client).await?;
         }
-        if redirect_uris.is_some() || first_party.is_some() {
-            let change = RegistrationChange {
-                redirect_uris: redirect_uris.map(dedup),
-                first_party,
+        let mut events = Vec::new();
+        if change.redirect_uris.is_some() || change.first_party.is_some() {
+            let detail = serde_json::json!({
+                "redirect_uris": change.redirect_uris,
+                "first_party": change.first_party,
+            });
+            events.push(self.admin_audit(
+                "client_updated",
+                actor,
+                None,
+                Some(client_id),
+                detail,
+                source_addr,
+            ));
+        }
+        if let Some(disabled) = change.disabled {
+            let event_type = if disabled {
+                "client_disabled"
+            } else {
+                "client_enabled"
             };
-            self.update_client_registration(actor, client_id, change, source_addr)
-                .await?;
+            let detail = serde_json::json!({});
+            events.push(self.admin_audit(
+                event_type,
+                actor,
+                None,
+                Some(client_id),
+                detail,
+                source_addr,
+            ));
         }
-        match disabled {
-            Some(disabled) => {
-                self.set_client_disabled(actor, client_id, disabled, source_addr)
-                    .await
-            }
-            None => self.client(client_id).await,
-        }
-    }
-
-    async fn update_client_registration(
-        &self,
-        actor: &str,
-        client_id: &str,
-        change: RegistrationChange,
-        source_addr: Option<IpAddr>,
-    ) -> Result<(), Error> {
         if self
             .store
-            .update_client_registration(client_id, &change, self.clock.now())
+            .update_client(client_id, &change, &events, self.clock.now())
             .await?
             == crate::store::Update::NotFound
         {
             return Err(Error::NotFound("client"));
         }
         self.refresh_after_write().await;
-        self.admin_event(
-            "client_updated",
-            actor,
-            None,
-            Some(client_id),
-            serde_json::json!({
-                "redirect_uris": change.redirect_uris,
-                "first_party": change.first_party,
-            }),
-            source_addr,
-        )
-        .await;
-        Ok(())
+        self.client(client_id).await
     }
 
     /// Refuses to let an admin disable itself (another admin must). That the last enabled admin
@@ -497,14 +464,14 @@ impl Issuer {
                 other => other.into(),
             })?;
         tracing::info!(user_id = %user.user_id, "user created");
-        self.admin_event(
+        self.record(self.admin_audit(
             "user_created",
             actor,
             Some(user.user_id.to_string()),
             None,
             serde_json::json!({"roles": roles}),
             source_addr,
-        )
+        ))
         .await;
         Ok(user)
     }
@@ -693,19 +660,21 @@ impl Issuer {
         source_addr: Option<IpAddr>,
     ) -> Result<String, Error> {
         let kid = self.keys.rotate(force).await?;
-        self.admin_event(
+        self.record(self.admin_audit(
             "key_rotated",
             actor,
             None,
             None,
             serde_json::json!({"kid": kid}),
             source_addr,
-        )
+        ))
         .await;
         Ok(kid)
     }
 
-    pub(crate) async fn admin_event(
+    /// An admin's audit event: recorded after the change ([`Issuer::record`]), or by the store in
+    /// the change's own transaction.
+    pub(crate) fn admin_audit(
         &self,
         event_type: &'static str,
         actor: &str,
@@ -713,8 +682,8 @@ impl Issuer {
         client_id: Option<&str>,
         detail: serde_json::Value,
         source_addr: Option<IpAddr>,
-    ) {
-        self.record(crate::model::AuditEvent {
+    ) -> crate::model::AuditEvent {
+        crate::model::AuditEvent {
             event_type,
             actor: Some(actor.to_owned()),
             subject,
@@ -723,8 +692,7 @@ impl Issuer {
             source_addr: source_addr.map(|ip| ip.to_string()),
             detail,
             created_at: self.clock.now(),
-        })
-        .await;
+        }
     }
 }
 

@@ -311,14 +311,14 @@ impl Issuer {
         self.throttle.refresh().await?;
         if let Some(kid) = self.keys.rotate_if_due().await? {
             // Key changes are audited whoever makes them (CONTRACT: GET /admin/audit).
-            self.admin_event(
+            self.record(self.admin_audit(
                 "key_rotated",
                 AUTOMATIC_ROTATION,
                 None,
                 None,
                 serde_json::json!({"kid": kid, "automatic": true}),
                 None,
-            )
+            ))
             .await;
         }
         revocations?;

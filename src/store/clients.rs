@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::StoreError;
-use crate::model::{Client, ClientFilter, ClientSecretHash, ClientUsage};
+use crate::model::{AuditEvent, Client, ClientFilter, ClientSecretHash, ClientUsage};
 
 /// What an update of one row found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,10 +23,14 @@ pub struct SecretRotation<'a> {
     pub secret_max_age: Option<std::time::Duration>,
 }
 
-/// What PATCH /admin/clients/{id} changes of a registration; `None` keeps it.
+/// What PATCH /admin/clients/{id} changes of a client; `None` leaves a part as it is.
 #[derive(Debug, Clone, Default)]
-pub struct RegistrationChange {
+pub struct ClientChange {
+    /// Disables (it can no longer authenticate) or enables the client again.
+    pub disabled: Option<bool>,
+    /// Replaces the list.
     pub redirect_uris: Option<Vec<String>>,
+    /// May skip the consent page.
     pub first_party: Option<bool>,
 }
 
@@ -66,19 +70,15 @@ pub trait ClientStore: Send + Sync {
         client_id: Option<&str>,
     ) -> Result<Vec<(String, ClientUsage)>, StoreError>;
 
-    /// Replaces the parts of a registration given (already validated).
-    async fn update_client_registration(
+    /// Changes the parts given (already validated), records the audit events and announces
+    /// the change, all in one transaction: a failure anywhere leaves the client as it was and
+    /// nothing recorded. Disabling the last enabled admin is refused ([`StoreError::LastAdmin`]),
+    /// the enabled admins counted (and, on PostgreSQL, locked) in that transaction.
+    async fn update_client(
         &self,
         client_id: &str,
-        change: &RegistrationChange,
-        now: OffsetDateTime,
-    ) -> Result<Update, StoreError>;
-
-    /// Enables or disables a client.
-    async fn set_client_disabled(
-        &self,
-        client_id: &str,
-        disabled: bool,
+        change: &ClientChange,
+        audit: &[AuditEvent],
         now: OffsetDateTime,
     ) -> Result<Update, StoreError>;
 }

@@ -35,7 +35,7 @@ mod sqlite;
 
 pub use audit::AuditStore;
 pub use authorization::{AuthorizationStore, CodeRedeemed};
-pub use clients::{ClientStore, RegistrationChange, SecretRotation, Update};
+pub use clients::{ClientChange, ClientStore, SecretRotation, Update};
 pub use error::StoreError;
 pub use feed::{CHANGE_CHANNEL, ChangeFeed, ChangeListener, topic};
 pub use infra::{Backend, Infra};

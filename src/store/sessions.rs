@@ -72,26 +72,6 @@ pub trait SessionStore: Send + Sync {
         rotations: &[Rotation],
     ) -> Result<Vec<Consumed>, StoreError>;
 
-    /// One rotation: [`SessionStore::consume_refresh_tokens`] of one.
-    async fn consume_refresh_token(
-        &self,
-        digest: &[u8; 32],
-        successor: &NewRefreshToken,
-        successor_ciphertext: Option<&[u8]>,
-        now: OffsetDateTime,
-        audit: &AuditEvent,
-    ) -> Result<Consumed, StoreError> {
-        let rotation = Rotation {
-            digest: *digest,
-            successor: successor.clone(),
-            successor_ciphertext: successor_ciphertext.map(<[u8]>::to_vec),
-            now,
-            audit: audit.clone(),
-        };
-        let outcomes = self.consume_refresh_tokens(&[rotation]).await?;
-        Ok(outcomes.first().copied().unwrap_or(Consumed::NotLive))
-    }
-
     /// Revokes a session and every refresh token in it, records a `session` revocation (for
     /// the access tokens carrying its `sid`, until `access_tokens_expire_at`) and, if given, an
     /// audit event: one transaction.

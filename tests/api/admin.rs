@@ -360,7 +360,42 @@ async fn keys_are_listed_and_rotated_over_http(backend: Backend) {
     );
 }
 
+/// A PATCH that changes the registration and disables is one write: a fault after the client
+/// row is written (the database refuses the `client_disabled` event) leaves the client as it
+/// was, stored and in the registry.
+async fn a_client_patch_is_all_or_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, _) = app.code_client(false).await;
+    let path = format!("/admin/clients/{id}");
+    let before: Value = app.admin_get(&path).await.json().await.unwrap();
+    let patch = || {
+        app.admin(Method::PATCH, &path)
+            .json(&json!({
+                "disabled": true, "redirect_uris": ["https://a.example/cb"], "first_party": true
+            }))
+            .send()
+    };
+    app.db.refuse_audit_events("client_disabled").await;
+    assert_error(patch().await.unwrap(), 500, "server_error").await;
+    let after: Value = app.admin_get(&path).await.json().await.unwrap();
+    assert_eq!(after, before);
+    let redirect = crate::helpers::REDIRECT_URI;
+    assert!(app.issuer.authorization_client(&id, redirect).await.is_ok());
+    let updates = app
+        .db
+        .scalar("select count(*) from audit_event where event_type = 'client_updated'")
+        .await;
+    assert_eq!(updates, 0);
+
+    app.db.accept_audit_events().await;
+    let patched: Value = patch().await.unwrap().json().await.unwrap();
+    assert_eq!(patched["disabled"], true);
+    assert_eq!(patched["redirect_uris"], json!(["https://a.example/cb"]));
+    assert_eq!(patched["first_party"], true);
+}
+
 both_backends!(
+    a_client_patch_is_all_or_nothing,
     admin_endpoints_need_an_admin_client,
     clients_are_created_shown_and_rotated_with_the_secret_shown_once,
     client_validation_names_the_field,

@@ -105,6 +105,20 @@ async fn tokens(response: reqwest::Response) -> Value {
     body
 }
 
+/// The `sid` of the access token of a /token answer.
+fn sid(tokens: &Value) -> String {
+    let claims = jwt_claims(tokens["access_token"].as_str().unwrap());
+    claims["sid"].as_str().expect("a sid").to_owned()
+}
+
+/// A code of the confidential client, exchanged once: the code, the tokens and their `sid`.
+async fn exchanged_code(app: &TestApp, w: &World) -> (String, Value, String) {
+    let code = code(app, w).await;
+    let first = tokens(exchange(app, w, &code, REDIRECT_URI, VERIFIER).await).await;
+    let sid = sid(&first);
+    (code, first, sid)
+}
+
 async fn refresh(app: &TestApp, w: &World, token: &str) -> reqwest::Response {
     let (id, secret) = &w.client;
     app.token(
@@ -185,10 +199,7 @@ async fn an_exchange_starts_a_session_like_a_password_login(backend: Backend) {
     assert_eq!(leaked, 0, "no code in the audit log");
     // The refresh token works as any other.
     let next = tokens(refresh(&app, &w, refresh_token).await).await;
-    assert_eq!(
-        jwt_claims(next["access_token"].as_str().unwrap())["sid"],
-        sid
-    );
+    assert_eq!(self::sid(&next), sid);
 }
 
 async fn a_public_client_sends_its_client_id(backend: Backend) {
@@ -347,12 +358,7 @@ async fn a_client_without_the_grant_is_unauthorized(backend: Backend) {
 async fn reuse_revokes_the_session_the_code_made(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let w = world(&app).await;
-    let code = code(&app, &w).await;
-    let first = tokens(exchange(&app, &w, &code, REDIRECT_URI, VERIFIER).await).await;
-    let sid = jwt_claims(first["access_token"].as_str().unwrap())["sid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (code, first, sid) = exchanged_code(&app, &w).await;
     assert_error(
         exchange(&app, &w, &code, REDIRECT_URI, VERIFIER).await,
         400,
@@ -412,12 +418,7 @@ async fn reuse_revokes_the_session_the_code_made(backend: Backend) {
 async fn a_replay_failing_the_checks_revokes_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let w = world(&app).await;
-    let code = code(&app, &w).await;
-    let first = tokens(exchange(&app, &w, &code, REDIRECT_URI, VERIFIER).await).await;
-    let sid = jwt_claims(first["access_token"].as_str().unwrap())["sid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (code, first, sid) = exchanged_code(&app, &w).await;
     assert_error(
         exchange(&app, &w, &code, REDIRECT_URI, OTHER_VERIFIER).await,
         400,
@@ -491,11 +492,11 @@ async fn of_concurrent_exchanges_of_one_code_exactly_one_wins(backend: Backend) 
                 "round {round}: {answers:?}"
             );
         }
-        let sid = jwt_claims(winners[0]["access_token"].as_str().unwrap())["sid"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert_eq!(revoked_sessions(&app, &sid).await, 1, "round {round}");
+        assert_eq!(
+            revoked_sessions(&app, &sid(winners[0])).await,
+            1,
+            "round {round}"
+        );
     }
     // One session per code, never two.
     assert_eq!(count(&app, "select count(*) from session").await, 5);

@@ -51,6 +51,22 @@ async fn register(app: &TestApp, public: bool, first_party: bool, redirect: &str
     Registered { id, secret }
 }
 
+/// An app with dana (password [`PASSWORD`]) and a code client registered for [`APP`] (public or
+/// confidential, first party or not), as the oauth2 crate drives it: the app, dana's id and the
+/// client.
+async fn app_with_dana(
+    backend: Backend,
+    public: bool,
+    first_party: bool,
+) -> (TestApp, String, Client) {
+    let app = TestApp::spawn(backend).await;
+    let dana = app.create_user("dana", PASSWORD).await;
+    let client = register(&app, public, first_party, APP)
+        .await
+        .oauth2(&app, APP);
+    (app, dana, client)
+}
+
 fn http() -> oauth2::reqwest::Client {
     oauth2::reqwest::ClientBuilder::new()
         .redirect(oauth2::reqwest::redirect::Policy::none())
@@ -142,10 +158,7 @@ fn assert_page_headers(page: &Page) {
 }
 
 async fn the_oauth2_crate_signs_in_through_the_pages(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let sub = app.create_user("dana", PASSWORD).await;
-    let registered = register(&app, false, false, APP).await;
-    let client = registered.oauth2(&app, APP);
+    let (app, sub, client) = app_with_dana(backend, false, false).await;
     let req = request(&client, "read");
     let mut browser = Browser::new(&app.url);
 
@@ -298,10 +311,7 @@ async fn other_errors_go_back_with_state_and_iss(backend: Backend) {
 }
 
 async fn forms_without_this_browsers_token_change_nothing(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.create_user("dana", PASSWORD).await;
-    let registered = register(&app, false, true, APP).await;
-    let client = registered.oauth2(&app, APP);
+    let (app, _, client) = app_with_dana(backend, false, true).await;
     let mut browser = Browser::new(&app.url);
     let first = request(&client, "read");
     let form = sign_in_form(&browser.get(&first.url).await);
@@ -362,10 +372,7 @@ async fn forms_without_this_browsers_token_change_nothing(backend: Backend) {
 }
 
 async fn a_wrong_password_and_an_unknown_user_read_the_same(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.create_user("dana", PASSWORD).await;
-    let registered = register(&app, true, true, APP).await;
-    let client = registered.oauth2(&app, APP);
+    let (app, _, client) = app_with_dana(backend, true, true).await;
     let req = request(&client, "read");
     let mut browser = Browser::new(&app.url);
     let page = browser.get(&req.url).await;
@@ -394,10 +401,7 @@ async fn a_wrong_password_and_an_unknown_user_read_the_same(backend: Backend) {
 }
 
 async fn denied_consent_is_access_denied(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.create_user("dana", PASSWORD).await;
-    let registered = register(&app, true, false, APP).await;
-    let client = registered.oauth2(&app, APP);
+    let (app, _, client) = app_with_dana(backend, true, false).await;
     // A state with characters HTML escapes goes through the hidden fields unchanged.
     let mut req = request(&client, "read write");
     req.url = req.url.replace(
@@ -418,10 +422,7 @@ async fn denied_consent_is_access_denied(backend: Backend) {
 }
 
 async fn a_browser_session_skips_sign_in_until_the_user_is_disabled(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let user = app.create_user("dana", PASSWORD).await;
-    let registered = register(&app, false, true, APP).await;
-    let client = registered.oauth2(&app, APP);
+    let (app, user, client) = app_with_dana(backend, false, true).await;
     let mut browser = Browser::new(&app.url);
     let first = request(&client, "read");
     let page = browser.get(&first.url).await;
@@ -447,10 +448,7 @@ async fn a_browser_session_skips_sign_in_until_the_user_is_disabled(backend: Bac
 }
 
 async fn logout_ends_the_browser_session(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.create_user("dana", PASSWORD).await;
-    let registered = register(&app, false, true, APP).await;
-    let client = registered.oauth2(&app, APP);
+    let (app, _, client) = app_with_dana(backend, false, true).await;
     let mut browser = Browser::new(&app.url);
     let req = request(&client, "read");
     let page = browser.get(&req.url).await;

@@ -119,6 +119,36 @@ impl TestDb {
         }
     }
 
+    /// Fault injection: from now on the database refuses every audit event of `event_type` (a
+    /// trigger), so a write that records one fails at that point, after what it wrote before.
+    pub async fn refuse_audit_events(&self, event_type: &str) {
+        let sql = match self.backend {
+            Backend::Postgres => format!(
+                "create function refuse_audit() returns trigger language plpgsql as
+                     $$ begin raise exception 'refused by the test'; end $$;
+                 create trigger refuse_audit before insert on audit_event for each row
+                     when (new.event_type = '{event_type}') execute function refuse_audit();"
+            ),
+            Backend::Sqlite => format!(
+                "create trigger refuse_audit before insert on audit_event
+                     when new.event_type = '{event_type}'
+                     begin select raise(abort, 'refused by the test'); end;"
+            ),
+        };
+        self.execute(&sql).await;
+    }
+
+    /// Ends [`TestDb::refuse_audit_events`].
+    pub async fn accept_audit_events(&self) {
+        self.execute(match self.backend {
+            Backend::Postgres => {
+                "drop trigger refuse_audit on audit_event; drop function refuse_audit();"
+            }
+            Backend::Sqlite => "drop trigger refuse_audit",
+        })
+        .await;
+    }
+
     /// One number from SQL run outside the app (a count, say), on either backend.
     pub async fn scalar(&self, sql: &str) -> i64 {
         match self.backend {

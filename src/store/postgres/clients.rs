@@ -35,4 +35,4 @@ impl PgStore {
     }
 }
 
-client_store!(PgStore);
+client_store!(PgStore, Postgres);

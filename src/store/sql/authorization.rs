@@ -55,7 +55,7 @@ macro_rules! authorization_store {
             use $crate::model::{AuthorizationCode, BrowserSession, NewRefreshToken, Session};
             use $crate::store::rows::{AuthorizationCodeRow, BrowserSessionRow, DbTime, DbUuid};
             use $crate::store::sql::authorization as q;
-            use $crate::store::{AuthorizationStore, CodeRedeemed, StoreError};
+            use $crate::store::{AuthorizationStore, CodeRedeemed, SessionAdded, StoreError};
 
             #[async_trait::async_trait]
             impl AuthorizationStore for $store {
@@ -144,16 +144,14 @@ macro_rules! authorization_store {
                     now: OffsetDateTime,
                 ) -> Result<CodeRedeemed, StoreError> {
                     let mut tx = self.begin_write().await?;
-                    // The user row, then the client row, as a password login and an
-                    // offboarding take them: no deadlock, and an offboarding in progress wins.
-                    let enabled: Option<bool> = sqlx::query_scalar(Self::USER_ENABLED)
-                        .bind(DbUuid(session.user_id))
-                        .bind(&session.client_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if enabled != Some(true) {
+                    // As a password login: the user row, then the client row, as an offboarding
+                    // takes them (no deadlock, and an offboarding in progress wins); the code row
+                    // after them.
+                    let started = Self::start_session(&mut tx, session, first).await?;
+                    if started == SessionAdded::UserDisabled {
                         return Ok(CodeRedeemed::UserDisabled);
                     }
+                    // Used or expired meanwhile: the rollback takes the session with it.
                     let claimed = sqlx::query(q::CLAIM_CODE)
                         .bind(&digest[..])
                         .bind(DbTime(now))
@@ -163,15 +161,11 @@ macro_rules! authorization_store {
                     if claimed != 1 {
                         return Ok(CodeRedeemed::NotLive);
                     }
-                    Self::insert_session(&mut tx, session).await?;
                     sqlx::query(q::LINK_CODE)
                         .bind(&digest[..])
                         .bind(DbUuid(session.session_id))
                         .execute(&mut *tx)
                         .await?;
-                    if let Some(first) = first {
-                        Self::insert_refresh(&mut tx, first).await?;
-                    }
                     tx.commit().await?;
                     Ok(CodeRedeemed::Redeemed)
                 }

@@ -9,10 +9,11 @@ pub(crate) const INSERT: &str = "insert into client (client_id, name, is_public,
                          secret_created_at, secret_max_age, redirect_uris, first_party)
      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16)";
 
-/// PATCH /admin/clients/{id}: each of redirect_uris and first_party when given.
-pub(crate) const UPDATE_REGISTRATION: &str = "update client set
-         redirect_uris = coalesce($2, redirect_uris), first_party = coalesce($3, first_party),
-         updated_at = $4
+/// PATCH /admin/clients/{id}: each of disabled, redirect_uris and first_party when given, in
+/// one statement.
+pub(crate) const UPDATE: &str = "update client set
+         disabled = coalesce($2, disabled), redirect_uris = coalesce($3, redirect_uris),
+         first_party = coalesce($4, first_party), updated_at = $5
      where client_id = $1";
 
 /// The right-hand sides read the row as it was: the secret being replaced is copied to the
@@ -41,9 +42,6 @@ pub(crate) const SCOPE_USAGE: &str =
     "select client_id, scope, last_issued_at from client_scope_usage
      where $1 is null or client_id = $1";
 
-pub(crate) const SET_DISABLED: &str =
-    "update client set disabled = $2, updated_at = $3 where client_id = $1";
-
 pub(crate) static LIST: LazyLock<String> =
     LazyLock::new(|| format!("select {CLIENT_COLUMNS} from client"));
 
@@ -63,18 +61,40 @@ pub(crate) fn keep_an_admin(
 }
 
 macro_rules! client_store {
-    ($store:ty) => {
+    ($store:ty, $db:ty) => {
         const _: () = {
             use time::OffsetDateTime;
-            use $crate::model::{Client, ClientFilter, ClientUsage};
+            use $crate::model::{AuditEvent, Client, ClientFilter, ClientUsage};
             use $crate::store::rows::{ClientRow, DbTime, grant_json, list_json, secret_columns};
             use $crate::store::sql::clients as q;
             use $crate::store::{
-                ClientStore, RegistrationChange, SecretRotation, StoreError, Update, topic,
+                ClientChange, ClientStore, SecretRotation, StoreError, Update, topic,
             };
 
             fn seconds(age: Option<std::time::Duration>) -> Option<i64> {
                 age.map(|a| i64::try_from(a.as_secs()).unwrap_or(i64::MAX))
+            }
+
+            impl $store {
+                /// The end of an update of one client row, in its transaction: `NotFound`
+                /// (rolled back) when no row matched; otherwise the audit events recorded and
+                /// the change announced, then committed.
+                async fn finish_client_update(
+                    mut tx: sqlx::Transaction<'static, $db>,
+                    updated: u64,
+                    audit: &[AuditEvent],
+                    now: OffsetDateTime,
+                ) -> Result<Update, StoreError> {
+                    if updated == 0 {
+                        return Ok(Update::NotFound);
+                    }
+                    for event in audit {
+                        Self::insert_audit(&mut tx, event).await?;
+                    }
+                    Self::announce(&mut tx, topic::CLIENTS, now).await?;
+                    tx.commit().await?;
+                    Ok(Update::Done)
+                }
             }
 
             #[async_trait::async_trait]
@@ -142,12 +162,7 @@ macro_rules! client_store {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
-                    if updated == 0 {
-                        return Ok(Update::NotFound);
-                    }
-                    Self::announce(&mut tx, topic::CLIENTS, now).await?;
-                    tx.commit().await?;
-                    Ok(Update::Done)
+                    Self::finish_client_update(tx, updated, &[], now).await
                 }
 
                 async fn find_clients(
@@ -227,52 +242,27 @@ macro_rules! client_store {
                     Ok(usage.into_iter().collect())
                 }
 
-                async fn update_client_registration(
+                async fn update_client(
                     &self,
                     client_id: &str,
-                    change: &RegistrationChange,
+                    change: &ClientChange,
+                    audit: &[AuditEvent],
                     now: OffsetDateTime,
                 ) -> Result<Update, StoreError> {
                     let mut tx = self.begin_write().await?;
-                    let updated = sqlx::query(q::UPDATE_REGISTRATION)
+                    if change.disabled == Some(true) {
+                        Self::keep_an_admin(&mut tx, client_id).await?;
+                    }
+                    let updated = sqlx::query(q::UPDATE)
                         .bind(client_id)
+                        .bind(change.disabled)
                         .bind(change.redirect_uris.as_deref().map(list_json))
                         .bind(change.first_party)
                         .bind(DbTime(now))
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
-                    if updated == 0 {
-                        return Ok(Update::NotFound);
-                    }
-                    Self::announce(&mut tx, topic::CLIENTS, now).await?;
-                    tx.commit().await?;
-                    Ok(Update::Done)
-                }
-
-                async fn set_client_disabled(
-                    &self,
-                    client_id: &str,
-                    disabled: bool,
-                    now: OffsetDateTime,
-                ) -> Result<Update, StoreError> {
-                    let mut tx = self.begin_write().await?;
-                    if disabled {
-                        Self::keep_an_admin(&mut tx, client_id).await?;
-                    }
-                    let updated = sqlx::query(q::SET_DISABLED)
-                        .bind(client_id)
-                        .bind(disabled)
-                        .bind(DbTime(now))
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if updated == 0 {
-                        return Ok(Update::NotFound);
-                    }
-                    Self::announce(&mut tx, topic::CLIENTS, now).await?;
-                    tx.commit().await?;
-                    Ok(Update::Done)
+                    Self::finish_client_update(tx, updated, audit, now).await
                 }
             }
         };

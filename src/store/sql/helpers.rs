@@ -42,12 +42,25 @@ macro_rules! shared_helpers {
                 Ok(())
             }
 
-            /// A login session: by a password login, or by a code's exchange.
-            async fn insert_session(
+            /// A login session (a password login, or a code's exchange) and, if given, its first
+            /// refresh token, unless the user or the client has been disabled (or removed)
+            /// meanwhile: then nothing is written. `USER_ENABLED` takes the user row, then the
+            /// client row, as an offboarding does, so a login racing one waits for it and never
+            /// outlives it.
+            async fn start_session(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 session: &$crate::model::Session,
-            ) -> Result<(), $crate::store::StoreError> {
+                first: Option<&$crate::model::NewRefreshToken>,
+            ) -> Result<$crate::store::SessionAdded, $crate::store::StoreError> {
                 use $crate::store::rows::{DbTime, DbUuid};
+                let enabled: Option<bool> = sqlx::query_scalar(Self::USER_ENABLED)
+                    .bind(DbUuid(session.user_id))
+                    .bind(&session.client_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if enabled != Some(true) {
+                    return Ok($crate::store::SessionAdded::UserDisabled);
+                }
                 sqlx::query($crate::store::sql::sessions::INSERT)
                     .bind(DbUuid(session.session_id))
                     .bind(&session.client_id)
@@ -59,7 +72,10 @@ macro_rules! shared_helpers {
                     .bind(session.status.map(|s| s.idx))
                     .execute(&mut **tx)
                     .await?;
-                Ok(())
+                if let Some(first) = first {
+                    Self::insert_refresh(tx, first).await?;
+                }
+                Ok($crate::store::SessionAdded::Added)
             }
 
             async fn insert_revocation(

@@ -62,20 +62,11 @@ macro_rules! session_store {
                     first: Option<&NewRefreshToken>,
                 ) -> Result<SessionAdded, StoreError> {
                     let mut tx = self.begin_write().await?;
-                    let enabled: Option<bool> = sqlx::query_scalar(Self::USER_ENABLED)
-                        .bind(DbUuid(session.user_id))
-                        .bind(&session.client_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if enabled != Some(true) {
-                        return Ok(SessionAdded::UserDisabled);
+                    let added = Self::start_session(&mut tx, session, first).await?;
+                    if added == SessionAdded::Added {
+                        tx.commit().await?;
                     }
-                    Self::insert_session(&mut tx, session).await?;
-                    if let Some(first) = first {
-                        Self::insert_refresh(&mut tx, first).await?;
-                    }
-                    tx.commit().await?;
-                    Ok(SessionAdded::Added)
+                    Ok(added)
                 }
 
                 async fn find_refresh_token(

@@ -33,4 +33,4 @@ impl SqliteStore {
     }
 }
 
-client_store!(SqliteStore);
+client_store!(SqliteStore, Sqlite);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tessera::model::{AuthorizationCode, BrowserSession, Client, RevocationKind, User};
+use tessera::model::{AuthorizationCode, BrowserSession, Client, RevocationKind, Session, User};
 use tessera::store::CodeRedeemed;
 use time::OffsetDateTime;
 
@@ -38,6 +38,48 @@ fn code(client: &Client, user: &User, n: u8, at: OffsetDateTime) -> Authorizatio
     }
 }
 
+/// `code(client, user, n, at)`, stored.
+async fn add_code(fx: &Fixture, client: &Client, user: &User, n: u8, at: OffsetDateTime) {
+    fx.store()
+        .add_authorization_code(&code(client, user, n, at))
+        .await
+        .unwrap();
+}
+
+/// The code of digest `[n; 32]`, if stored.
+async fn found_code(fx: &Fixture, n: u8) -> Option<AuthorizationCode> {
+    fx.store().find_authorization_code(&[n; 32]).await.unwrap()
+}
+
+/// Redeems the code `[n; 32]` at `at` with a new session of `client` and `user` and, if given,
+/// its first refresh token `[first; 32]`: the outcome, and the session.
+async fn redeem(
+    fx: &Fixture,
+    (client, user): (&Client, &User),
+    n: u8,
+    first: Option<u8>,
+    at: OffsetDateTime,
+) -> (CodeRedeemed, Session) {
+    let login = session(client, user, at);
+    let first = first.map(|f| token(&login, f, at));
+    let outcome = fx
+        .store()
+        .redeem_authorization_code(&[n; 32], &login, first.as_ref(), at)
+        .await
+        .unwrap();
+    (outcome, login)
+}
+
+/// `browser(user, at)`, stored under the cookie digest `[digest; 32]`.
+async fn add_browser(fx: &Fixture, user: &User, digest: u8, at: OffsetDateTime) -> BrowserSession {
+    let started = browser(user, at);
+    fx.store()
+        .add_browser_session(&started, &[digest; 32])
+        .await
+        .unwrap();
+    started
+}
+
 /// Whether the browser session of `digest` is live at `now`, idle since `idle_since` at most.
 async fn live(fx: &Fixture, digest: u8, now: OffsetDateTime, idle_since: OffsetDateTime) -> bool {
     fx.store()
@@ -51,11 +93,7 @@ async fn a_browser_session_is_found_and_touched_while_live(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let (_, alice) = fx.principal("web", "alice").await;
     let now = t0();
-    let started = browser(&alice, now);
-    fx.store()
-        .add_browser_session(&started, &[1; 32])
-        .await
-        .unwrap();
+    let started = add_browser(&fx, &alice, 1, now).await;
     let store = fx.store();
     // Seen 10 minutes later, within a 15-minute idle lifetime: found, and the idle clock moves.
     let later = now + secs(600);
@@ -83,10 +121,7 @@ async fn an_ended_browser_session_stays_ended(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let (_, alice) = fx.principal("web", "alice").await;
     let now = t0();
-    fx.store()
-        .add_browser_session(&browser(&alice, now), &[1; 32])
-        .await
-        .unwrap();
+    add_browser(&fx, &alice, 1, now).await;
     let store = fx.store();
     assert!(store.end_browser_session(&[1; 32], now).await.unwrap());
     assert!(!store.end_browser_session(&[1; 32], now).await.unwrap());
@@ -102,10 +137,7 @@ async fn a_subject_revocation_and_disabling_end_the_users_browser_sessions(backe
     let now = t0();
     let store = fx.store();
     for (user, digest) in [(&alice, 1), (&alice, 2), (&bob, 3)] {
-        store
-            .add_browser_session(&browser(user, now), &[digest; 32])
-            .await
-            .unwrap();
+        add_browser(&fx, user, digest, now).await;
     }
     let idle_since = now - secs(900);
     for digest in [1, 2, 3] {
@@ -159,21 +191,13 @@ async fn a_code_is_stored_and_found_by_digest(backend: Backend) {
     let (client, alice) = fx.principal("web", "alice").await;
     let now = t0();
     let store = fx.store();
-    let signed_in = browser(&alice, now);
-    store
-        .add_browser_session(&signed_in, &[1; 32])
-        .await
-        .unwrap();
+    let signed_in = add_browser(&fx, &alice, 1, now).await;
     let issued = AuthorizationCode {
         browser_session_id: Some(signed_in.browser_session_id),
         ..code(&client, &alice, 7, now)
     };
     store.add_authorization_code(&issued).await.unwrap();
-    let found = store
-        .find_authorization_code(&[7; 32])
-        .await
-        .unwrap()
-        .expect("stored");
+    let found = found_code(&fx, 7).await.expect("stored");
     assert_eq!(found.code_digest, [7; 32]);
     assert_eq!(found.client_id, "web");
     assert_eq!(found.user_id, alice.user_id);
@@ -183,13 +207,7 @@ async fn a_code_is_stored_and_found_by_digest(backend: Backend) {
     assert_eq!(found.scope, "read write");
     assert_eq!((found.created_at, found.expires_at), (now, now + secs(60)));
     assert_eq!((found.used_at, found.session_id), (None, None));
-    assert!(
-        store
-            .find_authorization_code(&[8; 32])
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(found_code(&fx, 8).await.is_none());
     // A digest is a primary key: the same code twice is refused.
     assert!(store.add_authorization_code(&issued).await.is_err());
 }
@@ -199,22 +217,11 @@ async fn a_code_is_redeemed_once_with_its_session(backend: Backend) {
     let (client, alice) = fx.principal("web", "alice").await;
     let now = t0();
     let store = fx.store();
-    store
-        .add_authorization_code(&code(&client, &alice, 7, now))
-        .await
-        .unwrap();
+    add_code(&fx, &client, &alice, 7, now).await;
     let at = now + secs(5);
-    let login = session(&client, &alice, at);
-    let redeemed = store
-        .redeem_authorization_code(&[7; 32], &login, Some(&token(&login, 1, at)), at)
-        .await
-        .unwrap();
+    let (redeemed, login) = redeem(&fx, (&client, &alice), 7, Some(1), at).await;
     assert_eq!(redeemed, CodeRedeemed::Redeemed);
-    let used = store
-        .find_authorization_code(&[7; 32])
-        .await
-        .unwrap()
-        .unwrap();
+    let used = found_code(&fx, 7).await.unwrap();
     assert_eq!(used.used_at, Some(at));
     assert_eq!(used.session_id, Some(login.session_id));
     assert!(
@@ -225,69 +232,34 @@ async fn a_code_is_redeemed_once_with_its_session(backend: Backend) {
             .is_some()
     );
     // Again, with another session: nothing changes.
-    let second = session(&client, &alice, at);
-    let again = store
-        .redeem_authorization_code(&[7; 32], &second, Some(&token(&second, 2, at)), at)
-        .await
-        .unwrap();
+    let (again, _) = redeem(&fx, (&client, &alice), 7, Some(2), at).await;
     assert_eq!(again, CodeRedeemed::NotLive);
     assert_eq!(fx.count("select count(*) from session").await, 1);
     assert_eq!(fx.count("select count(*) from refresh_token").await, 1);
-    let still = store
-        .find_authorization_code(&[7; 32])
-        .await
-        .unwrap()
-        .unwrap();
+    let still = found_code(&fx, 7).await.unwrap();
     assert_eq!(still.session_id, Some(login.session_id));
     // An unknown code redeems nothing either.
-    let third = session(&client, &alice, at);
-    assert_eq!(
-        store
-            .redeem_authorization_code(&[9; 32], &third, None, at)
-            .await
-            .unwrap(),
-        CodeRedeemed::NotLive
-    );
+    let (unknown, _) = redeem(&fx, (&client, &alice), 9, None, at).await;
+    assert_eq!(unknown, CodeRedeemed::NotLive);
 }
 
 async fn an_expired_code_or_a_disabled_user_redeems_nothing(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let (client, alice) = fx.principal("web", "alice").await;
     let now = t0();
-    let store = fx.store();
-    store
-        .add_authorization_code(&code(&client, &alice, 7, now))
-        .await
-        .unwrap();
+    add_code(&fx, &client, &alice, 7, now).await;
     // At the expiry instant it is expired already.
-    let at = now + secs(60);
-    let login = session(&client, &alice, at);
-    assert_eq!(
-        store
-            .redeem_authorization_code(&[7; 32], &login, Some(&token(&login, 1, at)), at)
-            .await
-            .unwrap(),
-        CodeRedeemed::NotLive
-    );
-    store
-        .add_authorization_code(&code(&client, &alice, 8, now))
-        .await
-        .unwrap();
+    let (expired, _) = redeem(&fx, (&client, &alice), 7, Some(1), now + secs(60)).await;
+    assert_eq!(expired, CodeRedeemed::NotLive);
+    add_code(&fx, &client, &alice, 8, now).await;
     fx.db
         .execute(&format!(
             "update user_account set disabled = true where user_id = '{}'",
             alice.user_id
         ))
         .await;
-    let early = now + secs(1);
-    let login = session(&client, &alice, early);
-    assert_eq!(
-        store
-            .redeem_authorization_code(&[8; 32], &login, None, early)
-            .await
-            .unwrap(),
-        CodeRedeemed::UserDisabled
-    );
+    let (disabled, _) = redeem(&fx, (&client, &alice), 8, None, now + secs(1)).await;
+    assert_eq!(disabled, CodeRedeemed::UserDisabled);
     assert_eq!(fx.count("select count(*) from session").await, 0);
     assert_eq!(
         fx.count("select count(*) from authorization_code where used_at is not null")
@@ -302,10 +274,7 @@ async fn concurrent_redemptions_of_one_code_redeem_once(backend: Backend) {
     let (client, alice) = fx.principal("web", "alice").await;
     let now = t0();
     for round in 0..5u8 {
-        fx.store()
-            .add_authorization_code(&code(&client, &alice, round, now))
-            .await
-            .unwrap();
+        add_code(&fx, &client, &alice, round, now).await;
         let barrier = Arc::new(tokio::sync::Barrier::new(6));
         let mut tasks = Vec::new();
         for n in 0..6u8 {
@@ -316,14 +285,11 @@ async fn concurrent_redemptions_of_one_code_redeem_once(backend: Backend) {
                 Arc::clone(&barrier),
             );
             tasks.push(tokio::spawn(async move {
-                let at = now + secs(1);
-                let login = session(&client, &alice, at);
-                let first = token(&login, 100 + round * 10 + n, at);
                 barrier.wait().await;
-                fx.store()
-                    .redeem_authorization_code(&[round; 32], &login, Some(&first), at)
+                let first = Some(100 + round * 10 + n);
+                redeem(&fx, (&client, &alice), round, first, now + secs(1))
                     .await
-                    .unwrap()
+                    .0
             }));
         }
         let mut outcomes = Vec::new();
@@ -346,24 +312,12 @@ async fn purge_drops_old_codes_and_ended_browser_sessions(backend: Backend) {
     let (client, alice) = fx.principal("web", "alice").await;
     let now = t0();
     let store = fx.store();
-    store
-        .add_authorization_code(&code(&client, &alice, 1, now - secs(2 * 86_400)))
-        .await
-        .unwrap();
-    store
-        .add_authorization_code(&code(&client, &alice, 2, now - secs(600)))
-        .await
-        .unwrap();
+    add_code(&fx, &client, &alice, 1, now - secs(2 * 86_400)).await;
+    add_code(&fx, &client, &alice, 2, now - secs(600)).await;
     // Past its absolute expiry; ended two days ago; ended just now; live.
-    store
-        .add_browser_session(&browser(&alice, now - secs(7200)), &[1; 32])
-        .await
-        .unwrap();
+    add_browser(&fx, &alice, 1, now - secs(7200)).await;
     for digest in [2, 3, 4] {
-        store
-            .add_browser_session(&browser(&alice, now - secs(60)), &[digest; 32])
-            .await
-            .unwrap();
+        add_browser(&fx, &alice, digest, now - secs(60)).await;
     }
     store
         .end_browser_session(&[2; 32], now - secs(2 * 86_400))
@@ -376,13 +330,7 @@ async fn purge_drops_old_codes_and_ended_browser_sessions(backend: Backend) {
         1,
         "the code a day past its expiry goes; a recent one stays as evidence of reuse"
     );
-    assert!(
-        store
-            .find_authorization_code(&[2; 32])
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(found_code(&fx, 2).await.is_some());
     assert_eq!(fx.count("select count(*) from browser_session").await, 2);
     assert!(live(&fx, 4, now, now - secs(600)).await);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tessera::model::{ClientSecretHash, RevocationKind};
 use tessera::store::{ChangeListener, topic};
 
-use super::{Fixture, audit, client, rotation_event, secs, signing_key, t0, token, user};
+use super::{Fixture, audit, client, secs, signing_key, t0, token, user};
 use crate::both_backends;
 use crate::helpers::Backend;
 use tessera::store::{Consumed, KeyRotation, KeysAdded, SessionAdded, Update};
@@ -180,13 +180,19 @@ async fn client_writes_bump_the_clients_topic(backend: Backend) {
         &fx,
         clients,
         "disabling",
-        store.set_client_disabled("web", true, now).await.unwrap()
+        store
+            .update_client("web", &super::disabling(true), &[], now)
+            .await
+            .unwrap()
     );
     bumps!(
         &fx,
         clients,
         "enabling",
-        store.set_client_disabled("web", false, now).await.unwrap()
+        store
+            .update_client("web", &super::disabling(false), &[], now)
+            .await
+            .unwrap()
     );
     let mut used = tessera::model::ClientUsage::default();
     used.used(now);
@@ -205,7 +211,7 @@ async fn client_writes_bump_the_clients_topic(backend: Backend) {
         &[],
         "disabling an unknown client",
         store
-            .set_client_disabled("nobody", true, now)
+            .update_client("nobody", &super::disabling(true), &[], now)
             .await
             .unwrap()
     );
@@ -327,16 +333,7 @@ async fn user_session_audit_and_throttle_writes_announce_nothing(backend: Backen
         .await
         .unwrap();
     assert_eq!(added, SessionAdded::Added);
-    let rotated = store
-        .consume_refresh_token(
-            &super::digest(1),
-            &token(&session, 2, now),
-            Some(b"sealed"),
-            now,
-            &rotation_event(&session, now),
-        )
-        .await
-        .unwrap();
+    let rotated = super::rotate(store, super::rotation(&session, 1, 2, now)).await;
     assert_eq!(rotated, Consumed::Rotated);
     store
         .add_audit_event(&audit("login_failed", now))
@@ -416,7 +413,10 @@ async fn a_listener_hears_each_topic(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(rotated, KeyRotation::Skipped);
-    let updated = store.set_client_disabled("web", false, now).await.unwrap();
+    let updated = store
+        .update_client("web", &super::disabling(false), &[], now)
+        .await
+        .unwrap();
     assert_eq!(updated, Update::Done);
     assert_eq!(hear(&mut listener).await, topic::CLIENTS);
 }

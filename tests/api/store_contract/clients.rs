@@ -3,10 +3,10 @@
 use tessera::model::{Client, ClientFilter, ClientSecretHash, ClientUsage, GrantType};
 use tessera::store::StoreError;
 
-use super::{Fixture, client, replace, secs, t0};
+use super::{Fixture, audit, client, disabling, replace, secs, t0};
 use crate::both_backends;
 use crate::helpers::Backend;
-use tessera::store::{SecretRotation, Update};
+use tessera::store::{ClientChange, SecretRotation, Update};
 
 /// Every stored field of `actual` equals `expected`'s.
 fn assert_same(actual: &Client, expected: &Client) {
@@ -79,7 +79,7 @@ async fn unknown_clients_are_not_found(backend: Backend) {
         .unwrap();
     assert_eq!(updated, Update::NotFound);
     let updated = store
-        .set_client_disabled("nobody", true, t0())
+        .update_client("nobody", &disabling(true), &[], t0())
         .await
         .unwrap();
     assert_eq!(updated, Update::NotFound);
@@ -161,7 +161,7 @@ async fn clients_are_disabled_and_enabled(backend: Backend) {
     store.add_client(&client("web", now)).await.unwrap();
     store.add_client(&client("other", now)).await.unwrap();
     let updated = store
-        .set_client_disabled("web", true, now + secs(1))
+        .update_client("web", &disabling(true), &[], now + secs(1))
         .await
         .unwrap();
     assert_eq!(updated, Update::Done);
@@ -171,12 +171,12 @@ async fn clients_are_disabled_and_enabled(backend: Backend) {
     assert!(!store.find_client("other").await.unwrap().unwrap().disabled);
     // Setting the flag it already has is still a write to a known client.
     let updated = store
-        .set_client_disabled("web", true, now + secs(2))
+        .update_client("web", &disabling(true), &[], now + secs(2))
         .await
         .unwrap();
     assert_eq!(updated, Update::Done);
     let updated = store
-        .set_client_disabled("web", false, now + secs(3))
+        .update_client("web", &disabling(false), &[], now + secs(3))
         .await
         .unwrap();
     assert_eq!(updated, Update::Done);
@@ -374,6 +374,117 @@ async fn concurrent_flushes_converge_on_the_latest_time(backend: Backend) {
     }
 }
 
+/// A PATCH that disables and changes the registration, with its two audit events.
+fn disable_and_register(
+    now: time::OffsetDateTime,
+) -> (ClientChange, Vec<tessera::model::AuditEvent>) {
+    let change = ClientChange {
+        disabled: Some(true),
+        redirect_uris: Some(vec!["https://a.example/cb".into()]),
+        first_party: Some(true),
+    };
+    let events = vec![audit("client_updated", now), audit("client_disabled", now)];
+    (change, events)
+}
+
+async fn clients_version(fx: &Fixture) -> i64 {
+    fx.count("select version from change_feed where topic = 'clients'")
+        .await
+}
+
+/// The whole change, its audit events and one announcement.
+async fn a_client_change_is_written_whole(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store();
+    let now = t0();
+    store.add_client(&client("web", now)).await.unwrap();
+    let version = clients_version(&fx).await;
+    let (change, events) = disable_and_register(now + secs(1));
+    let updated = store
+        .update_client("web", &change, &events, now + secs(1))
+        .await
+        .unwrap();
+    assert_eq!(updated, Update::Done);
+    let web = store.find_client("web").await.unwrap().unwrap();
+    assert!(web.disabled);
+    assert_eq!(web.redirect_uris, ["https://a.example/cb"]);
+    assert!(web.first_party);
+    assert_eq!(web.updated_at, now + secs(1));
+    assert_eq!(web.secret, ClientSecretHash::Digest([7; 32]));
+    assert_eq!(fx.count("select count(*) from audit_event").await, 2);
+    assert_eq!(clients_version(&fx).await, version + 1);
+    // A part not given is kept.
+    let change = ClientChange {
+        first_party: Some(false),
+        ..ClientChange::default()
+    };
+    store
+        .update_client("web", &change, &[], now + secs(2))
+        .await
+        .unwrap();
+    let web = store.find_client("web").await.unwrap().unwrap();
+    assert!(web.disabled);
+    assert_eq!(web.redirect_uris, ["https://a.example/cb"]);
+    assert!(!web.first_party);
+}
+
+/// A failure after the client row is written (the database refuses the second audit event)
+/// leaves the client as it was: neither the registration
+/// change nor the disabling landed, nothing recorded, nothing announced.
+async fn a_client_change_that_fails_midway_changes_nothing(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store();
+    let now = t0();
+    let web = client("web", now);
+    store.add_client(&web).await.unwrap();
+    let version = clients_version(&fx).await;
+    fx.db.refuse_audit_events("client_disabled").await;
+    let (change, events) = disable_and_register(now + secs(1));
+    let failed = store
+        .update_client("web", &change, &events, now + secs(1))
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    let stored = store.find_client("web").await.unwrap().unwrap();
+    assert_same(&stored, &web);
+    assert!(stored.redirect_uris.is_empty());
+    assert!(!stored.first_party);
+    assert_eq!(fx.count("select count(*) from audit_event").await, 0);
+    assert_eq!(clients_version(&fx).await, version);
+
+    // Without the fault, the same change goes through whole.
+    fx.db.accept_audit_events().await;
+    let updated = store
+        .update_client("web", &change, &events, now + secs(1))
+        .await
+        .unwrap();
+    assert_eq!(updated, Update::Done);
+    let stored = store.find_client("web").await.unwrap().unwrap();
+    assert!(stored.disabled && stored.first_party);
+    assert_eq!(fx.count("select count(*) from audit_event").await, 2);
+}
+
+/// Disabling the last enabled admin is refused with the rest of the change.
+async fn the_last_admin_is_not_disabled_with_a_registration_change(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store();
+    let now = t0();
+    let admin = Client {
+        is_admin: true,
+        ..client("root", now)
+    };
+    store.add_client(&admin).await.unwrap();
+    let (change, events) = disable_and_register(now + secs(1));
+    let refused = store
+        .update_client("root", &change, &events, now + secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::LastAdmin), "{refused:?}");
+    let stored = store.find_client("root").await.unwrap().unwrap();
+    assert_same(&stored, &admin);
+    assert!(stored.redirect_uris.is_empty());
+    assert_eq!(fx.count("select count(*) from audit_event").await, 0);
+}
+
 both_backends!(
     concurrent_flushes_converge_on_the_latest_time,
     a_rotation_keeps_the_replaced_secret_for_its_overlap,
@@ -384,4 +495,7 @@ both_backends!(
     a_new_secret_replaces_the_old,
     a_public_client_gets_no_secret,
     clients_are_disabled_and_enabled,
+    a_client_change_is_written_whole,
+    a_client_change_that_fails_midway_changes_nothing,
+    the_last_admin_is_not_disabled_with_a_registration_change,
 );

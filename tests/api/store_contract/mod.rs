@@ -27,7 +27,7 @@ use tessera::store::{self, Store};
 use time::{Duration, OffsetDateTime};
 
 use crate::helpers::{Backend, TestDb, settings};
-use tessera::store::SessionAdded;
+use tessera::store::{Consumed, Rotation, SessionAdded};
 
 /// A migrated store on a fresh database. The store is declared first so its pool goes before
 /// the database is dropped.
@@ -115,6 +115,14 @@ pub fn client(client_id: &str, at: OffsetDateTime) -> Client {
     }
 }
 
+/// A change that only disables (or enables) a client.
+pub fn disabling(disabled: bool) -> tessera::store::ClientChange {
+    tessera::store::ClientChange {
+        disabled: Some(disabled),
+        ..Default::default()
+    }
+}
+
 /// A rotation to `secret` that ends the old one at once and keeps the max age.
 pub fn replace(secret: &ClientSecretHash) -> tessera::store::SecretRotation<'_> {
     tessera::store::SecretRotation {
@@ -162,6 +170,24 @@ pub fn token(session: &Session, n: u8, at: OffsetDateTime) -> NewRefreshToken {
         idle_expires_at: at + Duration::days(1),
         access_status: None,
     }
+}
+
+/// One rotation of a batch, `from` into `to`, in `session`.
+pub fn rotation(session: &Session, from: u8, to: u8, at: time::OffsetDateTime) -> Rotation {
+    Rotation {
+        digest: digest(from),
+        successor: token(session, to, at),
+        successor_ciphertext: Some(vec![to; 16]),
+        now: at,
+        audit: rotation_event(session, at),
+    }
+}
+
+/// One rotation, carried out as a batch of one: its outcome.
+pub async fn rotate(store: &dyn Store, rotation: Rotation) -> Consumed {
+    let outcomes = store.consume_refresh_tokens(&[rotation]).await.unwrap();
+    assert_eq!(outcomes.len(), 1);
+    outcomes[0]
 }
 
 pub fn signing_key(kid: &str) -> NewSigningKey {

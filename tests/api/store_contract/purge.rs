@@ -6,7 +6,7 @@ use std::time::Duration as StdDuration;
 use tessera::model::{NewRefreshToken, RevocationKind, Session};
 use time::Duration;
 
-use super::{Fixture, audit, digest, rotation_event, secs, t0, token};
+use super::{Fixture, audit, digest, rotate, rotation, secs, t0, token};
 use crate::both_backends;
 use crate::helpers::Backend;
 use tessera::store::{Consumed, SessionAdded, SessionRevocation};
@@ -33,16 +33,7 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
 
     // Live, rotated ten minutes ago: the sealed successor is erased, the tokens stay.
     let live = fx.session(&client, &alice, 2, now - secs(3600)).await;
-    let rotated = store
-        .consume_refresh_token(
-            &digest(2),
-            &token(&live, 3, now - secs(600)),
-            Some(b"sealed 3"),
-            now - secs(600),
-            &rotation_event(&live, now - secs(600)),
-        )
-        .await
-        .unwrap();
+    let rotated = rotate(store, rotation(&live, 2, 3, now - secs(600))).await;
     assert_eq!(rotated, Consumed::Rotated);
 
     // Revoked two days ago: the session goes (and its token with it), its revocation stays
@@ -159,16 +150,7 @@ async fn a_batch_removes_only_what_is_of_no_use(backend: Backend) {
             .unwrap()
             .is_some()
     );
-    let rotated = store
-        .consume_refresh_token(
-            &digest(3),
-            &token(&live, 5, now),
-            Some(b"sealed 5"),
-            now,
-            &rotation_event(&live, now),
-        )
-        .await
-        .unwrap();
+    let rotated = rotate(store, rotation(&live, 3, 5, now)).await;
     assert_eq!(rotated, Consumed::Rotated);
 
     // Nothing is left to do.
@@ -186,16 +168,7 @@ async fn sealed_successors_stay_within_the_window(backend: Backend) {
     let store = fx.store();
     let now = t0();
     let session = fx.session(&client, &alice, 1, now - secs(60)).await;
-    let rotated = store
-        .consume_refresh_token(
-            &digest(1),
-            &token(&session, 2, now - secs(30)),
-            Some(b"sealed"),
-            now - secs(30),
-            &rotation_event(&session, now - secs(30)),
-        )
-        .await
-        .unwrap();
+    let rotated = rotate(store, rotation(&session, 1, 2, now - secs(30))).await;
     assert_eq!(rotated, Consumed::Rotated);
     let sealed = "select count(*) from refresh_token where successor_ciphertext is not null";
     assert_eq!(

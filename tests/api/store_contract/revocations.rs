@@ -3,7 +3,7 @@
 
 use tessera::model::{AuditEvent, AuditFilter, Revocation, RevocationKind, Session};
 
-use super::{Fixture, audit, rotation_event, secs, t0, token};
+use super::{Fixture, audit, secs, t0, token};
 use crate::both_backends;
 use crate::helpers::Backend;
 use tessera::store::{Consumed, RevocationAdded, SessionAdded, SessionRevocation};
@@ -29,18 +29,8 @@ fn revocation_event(
 
 /// Whether `session`'s live token (digest `from`) can still rotate.
 async fn rotates(fx: &Fixture, session: &Session, from: u8, at: time::OffsetDateTime) -> bool {
-    let successor = token(session, from + 100, at);
-    fx.store()
-        .consume_refresh_token(
-            &super::digest(from),
-            &successor,
-            Some(b"sealed"),
-            at,
-            &rotation_event(session, at),
-        )
-        .await
-        .unwrap()
-        == Consumed::Rotated
+    let rotation = super::rotation(session, from, from + 100, at);
+    super::rotate(fx.store(), rotation).await == Consumed::Rotated
 }
 
 async fn revocations_are_listed_in_id_order_after_a_cursor(backend: Backend) {

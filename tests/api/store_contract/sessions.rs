@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tessera::model::{AuditFilter, NewRefreshToken, RefreshTokenState, RevocationKind, Session};
 
-use super::{Fixture, audit, digest, rotation_event, secs, session, t0, token};
+use super::{Fixture, audit, digest, rotate, rotation, secs, session, t0, token};
 use crate::both_backends;
 use crate::helpers::Backend;
 use tessera::store::{Consumed, Rotation, SessionAdded, SessionRevocation};
@@ -137,7 +137,7 @@ async fn refresh_tokens_are_found_by_session_and_digest(backend: Backend) {
     );
 }
 
-/// Rotates `from` into a successor with digest `to`, scope `scope`.
+/// Rotates `from` into a successor with digest `to`.
 async fn consume(
     fx: &Fixture,
     session: &Session,
@@ -145,18 +145,7 @@ async fn consume(
     to: u8,
     at: time::OffsetDateTime,
 ) -> bool {
-    let successor = token(session, to, at);
-    fx.store()
-        .consume_refresh_token(
-            &digest(from),
-            &successor,
-            Some(&[to; 16]),
-            at,
-            &rotation_event(session, at),
-        )
-        .await
-        .unwrap()
-        == Consumed::Rotated
+    rotate(fx.store(), rotation(session, from, to, at)).await == Consumed::Rotated
 }
 
 async fn a_token_is_consumed_once(backend: Backend) {
@@ -171,16 +160,11 @@ async fn a_token_is_consumed_once(backend: Backend) {
         scope: "read".into(),
         ..token(&session, 2, now + secs(1))
     };
-    let rotated = store
-        .consume_refresh_token(
-            &digest(1),
-            &narrowed,
-            Some(b"sealed 2"),
-            now + secs(1),
-            &rotation_event(&session, now + secs(1)),
-        )
-        .await
-        .unwrap();
+    let narrowed = Rotation {
+        successor: narrowed,
+        ..rotation(&session, 1, 2, now + secs(1))
+    };
+    let rotated = rotate(store, narrowed).await;
     assert_eq!(rotated, Consumed::Rotated);
     let successor = store
         .find_refresh_token(session.session_id, &digest(2))
@@ -239,18 +223,11 @@ async fn a_rotation_may_seal_nothing(backend: Backend) {
     let (client, user) = fx.principal("web", "alice").await;
     let now = t0();
     let session = fx.session(&client, &user, 1, now).await;
-    let successor = token(&session, 2, now + secs(1));
-    let rotated = fx
-        .store()
-        .consume_refresh_token(
-            &digest(1),
-            &successor,
-            None,
-            now + secs(1),
-            &rotation_event(&session, now + secs(1)),
-        )
-        .await
-        .unwrap();
+    let unsealed = Rotation {
+        successor_ciphertext: None,
+        ..rotation(&session, 1, 2, now + secs(1))
+    };
+    let rotated = rotate(fx.store(), unsealed).await;
     assert_eq!(rotated, Consumed::Rotated);
     let consumed = fx
         .store()
@@ -443,20 +420,8 @@ async fn concurrent_consumes_have_one_winner(backend: Backend) {
     let tasks: Vec<_> = (0..16u8)
         .map(|i| {
             let store = Arc::clone(&fx.store);
-            let successor = token(&session, 100 + i, now + secs(1));
-            let event = rotation_event(&session, now + secs(1));
-            tokio::spawn(async move {
-                store
-                    .consume_refresh_token(
-                        &digest(1),
-                        &successor,
-                        Some(&[i; 16]),
-                        now + secs(1),
-                        &event,
-                    )
-                    .await
-                    .unwrap()
-            })
+            let rotation = rotation(&session, 1, 100 + i, now + secs(1));
+            tokio::spawn(async move { rotate(&*store, rotation).await })
         })
         .collect();
     let mut outcomes = Vec::new();
@@ -483,17 +448,6 @@ async fn concurrent_consumes_have_one_winner(backend: Backend) {
     }
     // Only the winner's rotation is recorded.
     assert_eq!(refresh_events(&fx, &session).await, 1);
-}
-
-/// One rotation of a batch, `from` into `to`, in `session`.
-fn rotation(session: &Session, from: u8, to: u8, at: time::OffsetDateTime) -> Rotation {
-    Rotation {
-        digest: digest(from),
-        successor: token(session, to, at),
-        successor_ciphertext: Some(vec![to; 16]),
-        now: at,
-        audit: rotation_event(session, at),
-    }
 }
 
 /// A batch answers each rotation on its own, in order: the same token twice rotates once, a
