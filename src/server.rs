@@ -245,6 +245,13 @@ pub async fn serve(
         tracing::info!("shutting down: draining in-flight requests");
         let _ = draining_tx.send(true);
     };
+    // Answers leave at once instead of waiting for the client's acknowledgement of an earlier
+    // segment (Nagle's algorithm): a keep-alive connection carries one small answer at a time.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
     let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
