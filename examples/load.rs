@@ -1,8 +1,8 @@
-//! Load generator for `POST /token` and `POST /introspect`: a real HTTP client (reqwest,
-//! keep-alive), a fixed number of worker tasks, a warm-up, then a timed run; prints requests/s,
-//! latency percentiles and the answers that were not 2xx. `scripts/load.sh` runs the `/token`
-//! measurement, `scripts/refresh_load.sh` the refresh one, `scripts/introspect_load.sh` the
-//! introspection one.
+//! Load generator for `POST /token` and `POST /introspect`, and a mix of every endpoint: a real
+//! HTTP client (reqwest, keep-alive), a fixed number of worker tasks, a warm-up, then a timed
+//! run; prints requests/s, latency percentiles and the answers that were not 2xx.
+//! `scripts/load.sh` runs the `/token` measurement, `scripts/refresh_load.sh` the refresh one,
+//! `scripts/introspect_load.sh` the introspection one, `scripts/soak.sh` the memory soak.
 //!
 //! ```sh
 //! cargo run --release --example load -- --url http://127.0.0.1:8080 \
@@ -11,6 +11,8 @@
 //! cargo run --release --example load -- --scenario refresh --client-id ID --client-secret SECRET \
 //!     --username USER --password PASSWORD --concurrency 32
 //! cargo run --release --example load -- --scenario introspect --client-id ID --client-secret SECRET
+//! cargo run --release --example load -- --scenario mixed --client-id ID --client-secret SECRET \
+//!     --username USER --password PASSWORD --rate 800 --warmup 0 --duration 1800
 //! cargo run --release --example load -- --scenario argon2-bare --duration 5
 //! ```
 //!
@@ -21,6 +23,13 @@
 //! the same token again (the server's retry window hands back the successor if the first
 //! attempt did rotate); after a 4xx the chain is broken and the worker logs in again (counted as
 //! a re-login, its request time not recorded).
+//!
+//! `mixed` (the soak of `scripts/soak.sh`): every worker opens a session like `refresh`, then
+//! goes through a fixed cycle ([`MIX`]): client_credentials tokens, the next refresh of its
+//! chain, introspection of its live access token (the last refresh's), revocation (POST
+//! /revoke) of the access token of its last client_credentials answer, JWKS; one request in
+//! [`SESSION_REVOKE_EVERY`] revokes its refresh token (the session with it) and logs in again.
+//! Any answer but the expected 2xx is an error (a revocation answers 200 `{}`).
 //!
 //! `introspect`: one live access token is obtained once with `client_credentials` (the same
 //! client, which must also be allowed to introspect) unless `--token` is given; every request
@@ -57,6 +66,9 @@ enum Scenario {
     Refresh,
     /// POST /introspect of one live access token, client authenticated with HTTP Basic.
     Introspect,
+    /// The soak mix (scripts/soak.sh): client_credentials tokens, refresh chains,
+    /// introspection of live tokens, revocations of access and refresh tokens, JWKS.
+    Mixed,
     /// No HTTP: argon2id verifications with the server's parameters, in one thread.
     Argon2Bare,
 }
@@ -68,6 +80,7 @@ impl Scenario {
             Self::Password => "password",
             Self::Refresh => "refresh",
             Self::Introspect => "introspect",
+            Self::Mixed => "mixed",
             Self::Argon2Bare => "argon2-bare",
         }
     }
@@ -182,8 +195,10 @@ fn check(args: &Args) -> Result<(), String> {
     if args.client_id.is_none() || args.client_secret.is_none() {
         return Err("--client-id and --client-secret are required".into());
     }
-    if matches!(args.scenario, Scenario::Password | Scenario::Refresh)
-        && (args.username.is_none() || args.password.is_none())
+    if matches!(
+        args.scenario,
+        Scenario::Password | Scenario::Refresh | Scenario::Mixed
+    ) && (args.username.is_none() || args.password.is_none())
     {
         return Err(format!(
             "--username and --password are required for --scenario {}",
@@ -207,8 +222,10 @@ struct Plan {
     body: bytes::Bytes,
     /// refresh: the `scope` sent with every refresh (if set).
     scope: Option<String>,
-    /// refresh: how a worker whose chain broke opens a new session.
+    /// refresh, mixed: how a worker whose chain broke opens a new session.
     login: Option<Login>,
+    /// mixed: the other endpoints and bodies.
+    mix: Option<Mix>,
     /// Seconds between two scheduled requests (across all workers), with --rate.
     interval: Option<f64>,
     start: Instant,
@@ -230,8 +247,11 @@ struct Stats {
     statuses: BTreeMap<u16, u64>,
     /// Requests that got no complete answer (connection error, timeout).
     transport_errors: u64,
-    /// refresh: sessions opened again during the run because a chain broke.
+    /// refresh: sessions opened again during the run because a chain broke; mixed: after
+    /// revoking the session's refresh token.
     relogins: u64,
+    /// mixed: 2xx by operation.
+    by_op: BTreeMap<&'static str, u64>,
     first_failure: Option<String>,
 }
 
@@ -245,7 +265,7 @@ struct Login {
 }
 
 /// The fields of a token answer the generator needs.
-#[derive(serde::Deserialize)]
+#[derive(Default, serde::Deserialize)]
 struct TokenAnswer {
     access_token: Option<String>,
     refresh_token: Option<String>,
@@ -258,8 +278,9 @@ struct IntrospectionAnswer {
 }
 
 impl Login {
-    /// One login; a 503 (argon2id busy) or 429 is retried after a pause, up to 20 times.
-    async fn session(&self) -> Result<String, String> {
+    /// One login; a 503 (argon2id busy) or 429 is retried after a pause, up to 20 times. The
+    /// answer holds a refresh token.
+    async fn session(&self) -> Result<TokenAnswer, String> {
         let mut pause = Duration::from_millis(100);
         for _ in 0..20 {
             let response = self
@@ -276,7 +297,7 @@ impl Login {
             if status.is_success() {
                 return serde_json::from_str::<TokenAnswer>(&text)
                     .ok()
-                    .and_then(|answer| answer.refresh_token)
+                    .filter(|answer| answer.refresh_token.is_some())
                     .ok_or_else(|| {
                         format!(
                             "login answered {status} without a refresh_token (may the client use the refresh_token grant?): {}",
@@ -302,7 +323,7 @@ async fn open_sessions(
     login: &Login,
     count: usize,
     parallel: usize,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<TokenAnswer>, String> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut tokens = Vec::with_capacity(count);
     let mut started = 0;
@@ -362,8 +383,11 @@ async fn http_load(args: &Args) -> Result<(), String> {
         args.client_secret.as_deref().unwrap_or_default(),
     );
 
-    let mut sessions: Vec<Option<String>> = vec![None; args.concurrency];
+    let mut sessions: Vec<TokenAnswer> = std::iter::repeat_with(TokenAnswer::default)
+        .take(args.concurrency)
+        .collect();
     let mut login = None;
+    let mut mix = None;
     let mut setup_note = None;
     let (endpoint, body) = match args.scenario {
         Scenario::ClientCredentials | Scenario::Password => {
@@ -377,7 +401,12 @@ async fn http_load(args: &Args) -> Result<(), String> {
             }
             (token_url.clone(), body)
         }
-        Scenario::Refresh => {
+        Scenario::Refresh | Scenario::Mixed => {
+            if args.scenario == Scenario::Mixed {
+                let plan = Mix::new(base, args);
+                preflight(&client, &token_url, &authorization, plan.token_body.clone()).await?;
+                mix = Some(plan);
+            }
             let opener = Login {
                 client: client.clone(),
                 token_url: token_url.clone(),
@@ -393,7 +422,7 @@ async fn http_load(args: &Args) -> Result<(), String> {
                 began.elapsed().as_secs_f64(),
                 args.login_concurrency
             ));
-            sessions = tokens.into_iter().map(Some).collect();
+            sessions = tokens;
             login = Some(opener);
             (token_url.clone(), bytes::Bytes::new())
         }
@@ -442,6 +471,7 @@ async fn http_load(args: &Args) -> Result<(), String> {
         body,
         scope: args.scope.clone(),
         login,
+        mix,
         interval: args.rate.map(|rate| 1.0 / rate),
         start,
         measure_from,
@@ -455,12 +485,12 @@ async fn http_load(args: &Args) -> Result<(), String> {
     let workers: Vec<_> = sessions
         .into_iter()
         .map(|session| {
-            tokio::spawn(worker(
-                Arc::clone(&plan),
-                Arc::clone(&tickets),
-                capacity,
-                session,
-            ))
+            let (plan, tickets) = (Arc::clone(&plan), Arc::clone(&tickets));
+            if plan.mix.is_some() {
+                tokio::spawn(mixed_worker(plan, tickets, capacity, session))
+            } else {
+                tokio::spawn(worker(plan, tickets, capacity, session.refresh_token))
+            }
         })
         .collect();
     // CPU time over the timed run, of this process (is the generator the bottleneck?) and, with
@@ -477,6 +507,9 @@ async fn http_load(args: &Args) -> Result<(), String> {
         total.ok += stats.ok;
         total.bad_answers += stats.bad_answers;
         total.relogins += stats.relogins;
+        for (op, n) in stats.by_op {
+            *total.by_op.entry(op).or_default() += n;
+        }
         total.transport_errors += stats.transport_errors;
         for (status, n) in stats.statuses {
             *total.statuses.entry(status).or_default() += n;
@@ -600,6 +633,132 @@ fn judge(scenario: Scenario, status: reqwest::StatusCode, body: &[u8]) -> Outcom
     }
 }
 
+/// Waits for the worker's next turn: with --rate, the next due time of the shared schedule
+/// (returned as `Some(Some(due))`); `None` once the run is over.
+async fn next_turn(plan: &Plan, tickets: &AtomicU64) -> Option<Option<Instant>> {
+    let Some(interval) = plan.interval else {
+        return Some(None);
+    };
+    let n = tickets.fetch_add(1, Ordering::Relaxed);
+    let due = plan.start + Duration::from_secs_f64(n as f64 * interval);
+    if due >= plan.end {
+        return None;
+    }
+    tokio::time::sleep_until(due.into()).await;
+    Some(Some(due))
+}
+
+/// Sends one request and reads the whole answer.
+async fn exchange(
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, bytes::Bytes), String> {
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+impl Stats {
+    /// Records the latency (and schedule lag) of a request sent at `sent` and answered at
+    /// `done`, if it falls in the timed run; returns whether it did.
+    fn record(&mut self, plan: &Plan, due: Option<Instant>, sent: Instant, done: Instant) -> bool {
+        let recorded = sent >= plan.measure_from && done <= plan.end;
+        if recorded {
+            self.latency_us.push(micros(done - sent));
+            if let Some(due) = due {
+                self.lag_us
+                    .push(micros(sent.saturating_duration_since(due)));
+            }
+        }
+        recorded
+    }
+
+    /// Opens a new session for a worker whose chain ended; `None` (the worker stops) if the
+    /// login failed.
+    async fn relogin(&mut self, login: &Login) -> Option<TokenAnswer> {
+        match login.session().await {
+            Ok(tokens) => {
+                self.relogins += 1;
+                Some(tokens)
+            }
+            Err(e) => {
+                if self.first_failure.is_none() {
+                    self.first_failure = Some(format!("re-login failed, worker stopped: {e}"));
+                }
+                None
+            }
+        }
+    }
+
+    /// Counts an outcome of a recorded request other than a good answer; returns its text.
+    fn failed(&mut self, recorded: bool, outcome: Outcome) -> Option<String> {
+        let failure = match outcome {
+            Outcome::Ok(_) => return None,
+            Outcome::Bad(text) => {
+                if recorded {
+                    self.bad_answers += 1;
+                }
+                text
+            }
+            Outcome::Status(status, text) => {
+                if recorded {
+                    *self.statuses.entry(status.as_u16()).or_default() += 1;
+                }
+                format!("{status}: {text}")
+            }
+            Outcome::Transport(e) => {
+                if recorded {
+                    self.transport_errors += 1;
+                }
+                format!("transport error: {e}")
+            }
+        };
+        if recorded && self.first_failure.is_none() {
+            self.first_failure = Some(failure.clone());
+        }
+        Some(failure)
+    }
+}
+
+/// What an answer of the `mixed` scenario means, with the tokens of a good `/token` answer
+/// (client_credentials: an access token; refresh: both).
+fn judge_mixed(
+    op: MixOp,
+    status: reqwest::StatusCode,
+    body: &[u8],
+) -> (Outcome, Option<TokenAnswer>) {
+    let scenario = match op {
+        MixOp::Token | MixOp::Refresh => {
+            let tokens = serde_json::from_slice::<TokenAnswer>(body).ok();
+            let complete = tokens.as_ref().is_some_and(|t| {
+                t.access_token.is_some() && (op == MixOp::Token || t.refresh_token.is_some())
+            });
+            if status.is_success() && !complete {
+                let text = String::from_utf8_lossy(body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>();
+                let what = if op == MixOp::Token {
+                    "an access token"
+                } else {
+                    "both tokens"
+                };
+                return (
+                    Outcome::Bad(format!("{status} without {what}: {text}")),
+                    None,
+                );
+            }
+            return (
+                judge(Scenario::ClientCredentials, status, body),
+                tokens.filter(|_| status.is_success()),
+            );
+        }
+        MixOp::Introspect => Scenario::Introspect,
+        MixOp::RevokeAccess | MixOp::RevokeSession | MixOp::Jwks => Scenario::ClientCredentials,
+    };
+    (judge(scenario, status, body), None)
+}
+
 async fn worker(
     plan: Arc<Plan>,
     tickets: Arc<AtomicU64>,
@@ -611,19 +770,7 @@ async fn worker(
         lag_us: Vec::with_capacity(if plan.interval.is_some() { capacity } else { 0 }),
         ..Stats::default()
     };
-    loop {
-        let due = match plan.interval {
-            Some(interval) => {
-                let n = tickets.fetch_add(1, Ordering::Relaxed);
-                let due = plan.start + Duration::from_secs_f64(n as f64 * interval);
-                if due >= plan.end {
-                    break;
-                }
-                tokio::time::sleep_until(due.into()).await;
-                Some(due)
-            }
-            None => None,
-        };
+    while let Some(due) = next_turn(&plan, &tickets).await {
         let body = match &session {
             Some(token) => refresh_body(token, plan.scope.as_deref()),
             None => plan.body.clone(),
@@ -632,83 +779,192 @@ async fn worker(
         if sent >= plan.end {
             break;
         }
-        let outcome = match plan
+        let request = plan
             .client
             .post(&plan.endpoint)
             .header(AUTHORIZATION, plan.authorization.clone())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-        {
-            Ok(response) => {
-                let status = response.status();
-                match response.bytes().await {
-                    Ok(body) => judge(plan.scenario, status, &body),
-                    Err(e) => Outcome::Transport(e.to_string()),
-                }
-            }
-            Err(e) => Outcome::Transport(e.to_string()),
+            .body(body);
+        let outcome = match exchange(request).await {
+            Ok((status, body)) => judge(plan.scenario, status, &body),
+            Err(e) => Outcome::Transport(e),
         };
-        let done = Instant::now();
-        let recorded = sent >= plan.measure_from && done <= plan.end;
-        if recorded {
-            stats.latency_us.push(micros(done - sent));
-            if let Some(due) = due {
-                stats
-                    .lag_us
-                    .push(micros(sent.saturating_duration_since(due)));
+        let recorded = stats.record(&plan, due, sent, Instant::now());
+        // The chain goes on whether or not the request was recorded. A 4xx ends a refresh
+        // chain (invalid_grant: consumed, revoked, expired); a 5xx may not have rotated, and a
+        // retry inside the window is answered anyway.
+        let broken = matches!(&outcome, Outcome::Status(status, _) if status.is_client_error());
+        if let Outcome::Ok(next) = &outcome {
+            if next.is_some() {
+                session.clone_from(next);
+            }
+            if recorded {
+                stats.ok += 1;
             }
         }
-        // The chain goes on whether or not the request was recorded.
-        let mut broken = false;
-        let failure = match outcome {
-            Outcome::Ok(next) => {
-                if next.is_some() {
-                    session = next;
-                }
-                if recorded {
-                    stats.ok += 1;
-                }
-                None
-            }
-            Outcome::Bad(text) => {
-                if recorded {
-                    stats.bad_answers += 1;
-                }
-                Some(text)
-            }
-            Outcome::Status(status, text) => {
-                // A 4xx ends a refresh chain (invalid_grant: consumed, revoked, expired); a 5xx
-                // may not have rotated, and a retry inside the window is answered anyway.
-                broken = status.is_client_error();
-                if recorded {
-                    *stats.statuses.entry(status.as_u16()).or_default() += 1;
-                }
-                Some(format!("{status}: {text}"))
-            }
-            Outcome::Transport(e) => {
-                if recorded {
-                    stats.transport_errors += 1;
-                }
-                Some(format!("transport error: {e}"))
-            }
-        };
-        if recorded && stats.first_failure.is_none() {
-            stats.first_failure = failure;
-        }
+        stats.failed(recorded, outcome);
         if broken && let (Some(_), Some(login)) = (&session, &plan.login) {
-            match login.session().await {
-                Ok(token) => {
-                    session = Some(token);
-                    stats.relogins += 1;
-                }
-                Err(e) => {
-                    if stats.first_failure.is_none() {
-                        stats.first_failure = Some(format!("re-login failed, worker stopped: {e}"));
-                    }
-                    break;
-                }
+            match stats.relogin(login).await {
+                Some(tokens) => session = tokens.refresh_token,
+                None => break,
+            }
+        }
+    }
+    stats
+}
+
+/// One request of the `mixed` scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MixOp {
+    /// POST /token, client_credentials; its access token is kept to be revoked.
+    Token,
+    /// POST /token, refresh_token: the next link of the worker's chain.
+    Refresh,
+    /// POST /introspect of the worker's live access token (from its last refresh): active.
+    Introspect,
+    /// POST /revoke of the access token of the worker's last client_credentials answer.
+    RevokeAccess,
+    /// POST /revoke of the worker's refresh token (its session with it), then a new login.
+    RevokeSession,
+    /// GET /.well-known/jwks.json.
+    Jwks,
+}
+
+impl MixOp {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Refresh => "refresh",
+            Self::Introspect => "introspect",
+            Self::RevokeAccess => "revoke_access",
+            Self::RevokeSession => "revoke_session",
+            Self::Jwks => "jwks",
+        }
+    }
+}
+
+/// The cycle each `mixed` worker goes through: 25% client_credentials, 25% refresh, 25%
+/// introspection, 10% access-token revocations, 15% JWKS; one request in
+/// [`SESSION_REVOKE_EVERY`] revokes the session instead (a refresh token, then a login).
+const MIX: [MixOp; 20] = {
+    use MixOp::{Introspect as I, Jwks as J, Refresh as R, RevokeAccess as X, Token as T};
+    [T, R, I, J, T, R, I, X, T, R, I, J, T, R, I, X, T, R, I, J]
+};
+
+/// Every this many requests a `mixed` worker revokes its session (0.5%: a login costs an
+/// argon2id verification, tens of milliseconds of the server's core).
+const SESSION_REVOKE_EVERY: u64 = 200;
+
+/// The endpoints and fixed bodies of the `mixed` scenario.
+struct Mix {
+    token_url: String,
+    introspect_url: String,
+    revoke_url: String,
+    jwks_url: String,
+    /// client_credentials.
+    token_body: bytes::Bytes,
+}
+
+impl Mix {
+    fn new(base: &str, args: &Args) -> Self {
+        Self {
+            token_url: format!("{base}/token"),
+            introspect_url: format!("{base}/introspect"),
+            revoke_url: format!("{base}/revoke"),
+            jwks_url: format!("{base}/.well-known/jwks.json"),
+            token_body: token_form(args, false),
+        }
+    }
+}
+
+/// A `mixed` worker: a session (refresh chain and live access token) of its own, and the
+/// access token of its last client_credentials answer, to revoke.
+async fn mixed_worker(
+    plan: Arc<Plan>,
+    tickets: Arc<AtomicU64>,
+    capacity: usize,
+    mut session: TokenAnswer,
+) -> Stats {
+    let mix = plan
+        .mix
+        .as_ref()
+        .expect("the mixed scenario has its endpoints");
+    let mut stats = Stats {
+        latency_us: Vec::with_capacity(capacity),
+        lag_us: Vec::with_capacity(if plan.interval.is_some() { capacity } else { 0 }),
+        ..Stats::default()
+    };
+    let mut to_revoke: Option<String> = None;
+    let mut n: u64 = 0;
+    while let Some(due) = next_turn(&plan, &tickets).await {
+        n += 1;
+        let mut op = MIX[(n % MIX.len() as u64) as usize];
+        if n.is_multiple_of(SESSION_REVOKE_EVERY) {
+            op = MixOp::RevokeSession;
+        }
+        let revoked = match op {
+            MixOp::RevokeAccess => to_revoke.take(),
+            MixOp::RevokeSession => session.refresh_token.clone(),
+            _ => None,
+        };
+        if matches!(op, MixOp::RevokeAccess | MixOp::RevokeSession) && revoked.is_none() {
+            op = MixOp::Token;
+        }
+        let form = |body: bytes::Bytes, url: &str| {
+            plan.client
+                .post(url)
+                .header(AUTHORIZATION, plan.authorization.clone())
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body)
+        };
+        let request = match op {
+            MixOp::Token => form(mix.token_body.clone(), &mix.token_url),
+            MixOp::Refresh => form(
+                refresh_body(
+                    session.refresh_token.as_deref().unwrap_or_default(),
+                    plan.scope.as_deref(),
+                ),
+                &mix.token_url,
+            ),
+            MixOp::Introspect => form(
+                introspect_body(session.access_token.as_deref().unwrap_or_default()),
+                &mix.introspect_url,
+            ),
+            MixOp::RevokeAccess | MixOp::RevokeSession => form(
+                introspect_body(revoked.as_deref().unwrap_or_default()),
+                &mix.revoke_url,
+            ),
+            MixOp::Jwks => plan.client.get(&mix.jwks_url),
+        };
+        let sent = Instant::now();
+        if sent >= plan.end {
+            break;
+        }
+        let (outcome, tokens) = match exchange(request).await {
+            Ok((status, body)) => judge_mixed(op, status, &body),
+            Err(e) => (Outcome::Transport(e), None),
+        };
+        let recorded = stats.record(&plan, due, sent, Instant::now());
+        match (op, tokens) {
+            (MixOp::Token, Some(tokens)) => to_revoke = tokens.access_token,
+            // The chain goes on, and the new access token is the one introspected.
+            (MixOp::Refresh, Some(tokens)) => session = tokens,
+            _ => {}
+        }
+        if recorded && matches!(outcome, Outcome::Ok(_)) {
+            stats.ok += 1;
+            *stats.by_op.entry(op.name()).or_default() += 1;
+        }
+        let chain_broken = match (&outcome, op) {
+            (Outcome::Status(status, _), MixOp::Refresh) => status.is_client_error(),
+            (Outcome::Ok(_), MixOp::RevokeSession) => true,
+            _ => false,
+        };
+        stats.failed(recorded, outcome);
+        if chain_broken && let Some(login) = &plan.login {
+            match stats.relogin(login).await {
+                Some(tokens) => session = tokens,
+                None => break,
             }
         }
     }
@@ -776,7 +1032,10 @@ fn report(args: &Args, mut total: Stats, usage: Usage) {
         }
     );
     println!("  transport errors {}", total.transport_errors);
-    if matches!(args.scenario, Scenario::Refresh | Scenario::Introspect) {
+    if matches!(
+        args.scenario,
+        Scenario::Refresh | Scenario::Introspect | Scenario::Mixed
+    ) {
         println!(
             "  bad answers   {} (2xx without a refresh token / not active; not counted as 2xx above)",
             total.bad_answers
@@ -785,6 +1044,18 @@ fn report(args: &Args, mut total: Stats, usage: Usage) {
     if args.scenario == Scenario::Refresh {
         println!(
             "  re-logins     {} (a refresh chain broke on a 4xx and its worker logged in again)",
+            total.relogins
+        );
+    }
+    let ops: Vec<String> = total
+        .by_op
+        .iter()
+        .map(|(op, n)| format!("{op}:{n}"))
+        .collect();
+    if args.scenario == Scenario::Mixed {
+        println!("  2xx by kind   {}", ops.join(", "));
+        println!(
+            "  re-logins     {} (after revoking the session's refresh token, or a broken chain)",
             total.relogins
         );
     }
@@ -816,7 +1087,7 @@ fn report(args: &Args, mut total: Stats, usage: Usage) {
         .map(|(status, n)| format!("{status}:{n}"))
         .collect();
     println!(
-        "RESULT scenario={} concurrency={} rate={} count={count} rps={rps:.1} ok={} ok_rps={ok_rps:.1} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} non2xx={non_2xx} statuses={} transport_errors={} generator_cpu={} server_cpu={} ok_per_server_cpu_s={} server_faults_per_request={} p999_ms={:.3} bad_answers={} relogins={}",
+        "RESULT scenario={} concurrency={} rate={} count={count} rps={rps:.1} ok={} ok_rps={ok_rps:.1} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} non2xx={non_2xx} statuses={} transport_errors={} generator_cpu={} server_cpu={} ok_per_server_cpu_s={} server_faults_per_request={} p999_ms={:.3} bad_answers={} relogins={} ops={}",
         args.scenario.name(),
         args.concurrency,
         args.rate.map_or("max".to_owned(), |r| format!("{r:.0}")),
@@ -842,6 +1113,11 @@ fn report(args: &Args, mut total: Stats, usage: Usage) {
         ms(p999),
         total.bad_answers,
         total.relogins,
+        if ops.is_empty() {
+            "-".to_owned()
+        } else {
+            ops.join(",")
+        },
     );
 }
 
@@ -872,19 +1148,24 @@ fn basic_auth(id: &str, secret: &str) -> HeaderValue {
 }
 
 /// The `/token` form of a scenario: `client_credentials` (also how `introspect` gets its
-/// token), or `password` (also how `refresh` opens its sessions).
+/// token), or `password` (also how `refresh` and `mixed` open their sessions).
 fn form_body(args: &Args) -> bytes::Bytes {
-    let mut form = url::form_urlencoded::Serializer::new(String::new());
     match args.scenario {
-        Scenario::ClientCredentials | Scenario::Introspect => {
-            form.append_pair("grant_type", "client_credentials");
-        }
-        Scenario::Password | Scenario::Refresh => {
-            form.append_pair("grant_type", "password");
-            form.append_pair("username", args.username.as_deref().unwrap_or_default());
-            form.append_pair("password", args.password.as_deref().unwrap_or_default());
-        }
+        Scenario::ClientCredentials | Scenario::Introspect => token_form(args, false),
+        Scenario::Password | Scenario::Refresh | Scenario::Mixed => token_form(args, true),
         Scenario::Argon2Bare => unreachable!("no HTTP in argon2-bare"),
+    }
+}
+
+/// A `/token` form: `password` with the user of the arguments, else `client_credentials`.
+fn token_form(args: &Args, password: bool) -> bytes::Bytes {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    if password {
+        form.append_pair("grant_type", "password");
+        form.append_pair("username", args.username.as_deref().unwrap_or_default());
+        form.append_pair("password", args.password.as_deref().unwrap_or_default());
+    } else {
+        form.append_pair("grant_type", "client_credentials");
     }
     if let Some(scope) = &args.scope {
         form.append_pair("scope", scope);

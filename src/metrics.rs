@@ -50,6 +50,23 @@ pub fn render_hygiene(secrets_expiring_soon: u64, secrets_expired: u64, unused: 
         .collect()
 }
 
+/// How often [`run_upkeep`] drains the histograms.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Drains the recorded histogram samples into their buckets every [`UPKEEP_INTERVAL`], until
+/// aborted. The recorder keeps every sample (8 bytes each, one per request for the latency
+/// histogram) until a drain, and only a scrape of `/metrics` drains otherwise: without this, a
+/// server nobody scrapes grows by about 25 MiB an hour at 800 requests/s.
+pub async fn run_upkeep() {
+    let handle = handle();
+    let mut ticker = tokio::time::interval(UPKEEP_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        handle.run_upkeep();
+    }
+}
+
 /// The process-wide recorder, installed once (several servers in one process, as in tests,
 /// share it).
 pub fn handle() -> PrometheusHandle {

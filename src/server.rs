@@ -118,7 +118,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves and in-flight requests have finished, writes the client
     /// use recorded since the last flush, then closes the pool. The key-sync task (change feed,
-    /// automatic rotation), housekeeping and the usage flush run meanwhile.
+    /// automatic rotation), housekeeping, the usage flush and the metrics upkeep run meanwhile.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -126,6 +126,7 @@ impl Server {
         let sync = tokio::spawn(Arc::clone(&self.issuer).run_sync());
         let housekeeping = tokio::spawn(Arc::clone(&self.issuer).run_housekeeping());
         let usage = tokio::spawn(Arc::clone(&self.issuer).run_usage());
+        let metrics_upkeep = tokio::spawn(crate::metrics::run_upkeep());
         let status_lists = self
             .issuer
             .status_lists_enabled()
@@ -134,6 +135,7 @@ impl Server {
         sync.abort();
         housekeeping.abort();
         usage.abort();
+        metrics_upkeep.abort();
         if let Some(task) = status_lists {
             task.abort();
         }

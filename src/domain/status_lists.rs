@@ -231,17 +231,22 @@ impl Issuer {
     /// window; a list is named by new tokens at most [`LEASE_MAX_AGE`] after its last lease
     /// (plus a block's period, plus the retry window).
     pub fn status_purge_horizon(&self, now: OffsetDateTime) -> StatusPurge {
-        let lifetime = self.policy.access_token_ttl + CLOCK_SKEW;
-        let expired_before = now - lifetime;
+        let expired_before = now - (self.policy.access_token_ttl + CLOCK_SKEW);
         let block = time::Duration::seconds(BLOCK_SECONDS);
+        let named_before = self.status_live_since(now);
         StatusPurge {
             blocks_started_before: (expired_before - block).unix_timestamp(),
-            marks_before: expired_before - self.policy.refresh_reuse_grace,
-            lists_leased_before: expired_before
-                - self.policy.refresh_reuse_grace
-                - LEASE_MAX_AGE
-                - block,
+            marks_before: named_before,
+            lists_leased_before: named_before - LEASE_MAX_AGE - block,
         }
+    }
+
+    /// The earliest mint time of a session's or rotation's token (or a mark) that may still
+    /// matter at `now`: its access token lives an access-token lifetime (with the clock skew),
+    /// and a retry of the rotation within the retry window names the same entry again. Bits of
+    /// entries named only earlier no longer matter: no live token names them.
+    fn status_live_since(&self, now: OffsetDateTime) -> OffsetDateTime {
+        now - (self.policy.access_token_ttl + CLOCK_SKEW) - self.policy.refresh_reuse_grace
     }
 
     /// One builder pass: rebuilds every list that may still matter whose stored token is older
@@ -287,7 +292,10 @@ impl Issuer {
         let signer = self.keys.signer()?;
         let mut rebuilt = 0;
         for list in stale {
-            let inputs = self.store.status_inputs(list.list_id, now).await?;
+            let inputs = self
+                .store
+                .status_inputs(list.list_id, now, self.status_live_since(now))
+                .await?;
             let bits = list_bits(&list, &inputs);
             self.store_list(&signer, list.list_id, &bits, version)
                 .await?;

@@ -109,11 +109,14 @@ pub trait StatusListStore: Send + Sync {
     /// Every list that has been announced (its first token stored), in id order.
     async fn list_status_lists(&self) -> Result<Vec<StatusListInfo>, StoreError>;
 
-    /// The inputs of one list's bits, with cut-offs in force at `now`.
+    /// The inputs of one list's bits, with cut-offs in force at `now`. Tokens of sessions and
+    /// rotations minted before `issued_since` are left out: none of them is live any more, and
+    /// a list fills for hours, so a build reads the live part of it, not all of it.
     async fn status_inputs(
         &self,
         list_id: i64,
         now: OffsetDateTime,
+        issued_since: OffsetDateTime,
     ) -> Result<StatusInputs, StoreError>;
 
     /// Stores a list's signed token (what every instance serves) and what it reflects.

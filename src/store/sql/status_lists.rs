@@ -25,13 +25,14 @@ pub(crate) const LISTS: &str =
      from status_list l left join signing_key k on k.kid = l.kid
      where l.token is not null order by l.status_list_id";
 
+/// The tokens of sessions (a login's) and of rotations minted since `$2`.
 pub(crate) const SESSION_INDICES: &str =
     "select status_idx, user_id, client_id, created_at, revoked_at from session
-     where status_list_id = $1
+     where status_list_id = $1 and created_at >= $2
      union all
      select r.access_status_idx, s.user_id, s.client_id, r.created_at, s.revoked_at
      from refresh_token r join session s on s.session_id = r.session_id
-     where r.access_status_list_id = $1";
+     where r.access_status_list_id = $1 and r.created_at >= $2";
 
 pub(crate) const BLOCKS: &str =
     "select base_idx, client_id, period_start from status_block where status_list_id = $1";
@@ -176,10 +177,12 @@ macro_rules! status_list_store {
                     &self,
                     list_id: i64,
                     now: OffsetDateTime,
+                    issued_since: OffsetDateTime,
                 ) -> Result<StatusInputs, StoreError> {
                     type SessionRow = (i64, DbUuid, String, DbTime, Option<DbTime>);
                     let sessions: Vec<SessionRow> = sqlx::query_as(q::SESSION_INDICES)
                         .bind(list_id)
+                        .bind(DbTime(issued_since))
                         .fetch_all(&self.pool)
                         .await?;
                     let blocks: Vec<(i64, String, i64)> = sqlx::query_as(q::BLOCKS)

@@ -16,7 +16,56 @@ both_backends!(
     concurrent_leases_never_overlap_and_a_full_list_is_followed_by_a_new_one,
     a_client_block_is_recorded_once_and_the_builder_lease_has_one_holder,
     housekeeping_deletes_status_rows_past_their_horizon_and_never_reuses_a_list_id,
+    a_build_reads_only_the_tokens_minted_since_the_given_time,
 );
+
+/// A list fills for hours: a build reads the sessions' and rotations' tokens that may still be
+/// live, not every one the list ever named.
+async fn a_build_reads_only_the_tokens_minted_since_the_given_time(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store();
+    let now = t0();
+    let long_ago = now - secs(7200);
+    let list = store
+        .lease_status_indices("k1", 100, 1000, long_ago)
+        .await
+        .unwrap();
+    let (client, user) = fx.principal("web", "alice").await;
+    // A login's token (the session row) and a rotation's (the refresh-token row), each minted
+    // long ago (entries 1 and 2) and now (entries 3 and 4).
+    for (at, idx) in [(long_ago, 1), (now, 3)] {
+        let mut session = super::session(&client, &user, at);
+        session.status = Some(StatusRef {
+            list_id: list.list_id,
+            idx,
+        });
+        let mut first = super::token(&session, idx as u8, at);
+        first.access_status = Some(StatusRef {
+            list_id: list.list_id,
+            idx: idx + 1,
+        });
+        store.add_session(&session, Some(&first)).await.unwrap();
+    }
+    let entries = |since| async move {
+        let mut idx: Vec<i64> = store
+            .status_inputs(list.list_id, now, since)
+            .await
+            .unwrap()
+            .sessions
+            .iter()
+            .map(|s| s.idx)
+            .collect();
+        idx.sort_unstable();
+        idx
+    };
+    assert_eq!(entries(now - secs(600)).await, [3, 4]);
+    assert_eq!(
+        entries(now).await,
+        [3, 4],
+        "minted at the bound: still read"
+    );
+    assert_eq!(entries(long_ago).await, [1, 2, 3, 4]);
+}
 
 async fn concurrent_leases_never_overlap_and_a_full_list_is_followed_by_a_new_one(
     backend: Backend,
@@ -108,7 +157,7 @@ async fn a_client_block_is_recorded_once_and_the_builder_lease_has_one_holder(ba
         .await
         .unwrap();
     assert_eq!(again, 0);
-    let inputs = store.status_inputs(list.list_id, now).await.unwrap();
+    let inputs = store.status_inputs(list.list_id, now, now).await.unwrap();
     assert_eq!(inputs.blocks.len(), 1);
 
     let until = now + secs(10);
@@ -218,7 +267,10 @@ async fn housekeeping_deletes_status_rows_past_their_horizon_and_never_reuses_a_
             .unwrap()
             .is_some()
     );
-    let kept = store.status_inputs(current.list_id, now).await.unwrap();
+    let kept = store
+        .status_inputs(current.list_id, now, now)
+        .await
+        .unwrap();
     assert_eq!(kept.blocks.len(), 1);
     assert_eq!(kept.blocks[0].base, 60);
     assert_eq!(kept.marks, [6]);
