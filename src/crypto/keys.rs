@@ -203,6 +203,49 @@ pub struct Verifier {
     pub kid: String,
     pub alg: SigningAlg,
     inner: VerifyWith,
+    verified: VerifiedSignatures,
+}
+
+/// Signatures this key has verified lately, by SHA-256 of the signing input and the signature.
+/// A resource server introspects the same token for every request it serves; asked again, the
+/// answer skips the public-key operation (an ES256 verification is about 55 µs here), while
+/// every other check of the token (key still selectable, algorithm, claims, expiry, revocation)
+/// runs each time. Sound because a kid is the key's thumbprint: the entry can only ever mean
+/// "this key signed these bytes". Only successes are kept, and the memory goes with the key (a
+/// revoked or retired key is no longer selected). Bounded: when full it starts over.
+struct VerifiedSignatures(std::sync::Mutex<std::collections::HashSet<[u8; 32]>>);
+
+/// Entries kept per key before [`VerifiedSignatures`] starts over (32 bytes each, plus the set's
+/// own overhead: about 200 KiB at most per key).
+const VERIFIED_SIGNATURES_MAX: usize = 4096;
+
+impl VerifiedSignatures {
+    fn new() -> Self {
+        Self(std::sync::Mutex::new(std::collections::HashSet::new()))
+    }
+
+    fn fingerprint(signing_input: &[u8], signature: &[u8]) -> [u8; 32] {
+        let mut hasher = openssl::sha::Sha256::new();
+        hasher.update(signing_input);
+        hasher.update(b".");
+        hasher.update(signature);
+        hasher.finish()
+    }
+
+    fn contains(&self, fingerprint: &[u8; 32]) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(fingerprint)
+    }
+
+    fn insert(&self, fingerprint: [u8; 32]) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= VERIFIED_SIGNATURES_MAX {
+            seen.clear();
+        }
+        seen.insert(fingerprint);
+    }
 }
 
 /// As [`SignWith`]: ES256 through OpenSSL's ECDSA, the others through josekit.
@@ -228,6 +271,7 @@ impl Verifier {
             kid: kid.to_owned(),
             alg,
             inner,
+            verified: VerifiedSignatures::new(),
         })
     }
 }
@@ -245,6 +289,21 @@ impl tessera_verifier::jws::VerifyingKey for Verifier {
     }
 
     fn verifies(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        let fingerprint = VerifiedSignatures::fingerprint(signing_input, signature);
+        if self.verified.contains(&fingerprint) {
+            return true;
+        }
+        let verifies = self.checks(signing_input, signature);
+        if verifies {
+            self.verified.insert(fingerprint);
+        }
+        verifies
+    }
+}
+
+impl Verifier {
+    /// Whether `signature` is this key's signature of `signing_input`, by the key itself.
+    fn checks(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match &self.inner {
             VerifyWith::Es256(key) => {
                 if signature.len() != 2 * ES256_HALF {
@@ -322,6 +381,48 @@ mod tests {
 
     fn public(key: &NewSigningKey) -> PublicKey {
         PublicKey::from_jwk(&key.public_jwk).unwrap()
+    }
+
+    /// A signature verified once is remembered by its key only: the same bytes verify again,
+    /// a tampered one never (neither before nor after a success), another key does not share
+    /// the memory, and a full memory starts over instead of growing.
+    #[test]
+    fn a_verified_signature_is_remembered_by_its_key_only() {
+        use tessera_verifier::jws::VerifyingKey;
+        let master = master();
+        let key = generate(SigningAlg::Es256, &master).unwrap();
+        let other = generate(SigningAlg::Es256, &master).unwrap();
+        let verifier = Verifier::from_public_jwk(&key.kid, key.alg, &key.public_jwk).unwrap();
+        let stranger = Verifier::from_public_jwk(&other.kid, other.alg, &other.public_jwk).unwrap();
+        let signer = Signer::open(&key.kid, key.alg, &key.private_key_ciphertext, &master).unwrap();
+        let token = signer.sign(br#"{"sub":"x"}"#).unwrap();
+        let (input, signature) = token.rsplit_once('.').unwrap();
+        let signature =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signature)
+                .unwrap();
+        let mut tampered = signature.clone();
+        tampered[10] ^= 1;
+
+        assert!(!verifier.verifies(input.as_bytes(), &tampered));
+        for _ in 0..3 {
+            assert!(verifier.verifies(input.as_bytes(), &signature));
+        }
+        assert!(!verifier.verifies(input.as_bytes(), &tampered));
+        assert!(!verifier.verifies(b"another input", &signature));
+        assert!(!stranger.verifies(input.as_bytes(), &signature));
+        assert_eq!(
+            verifier.verified.0.lock().unwrap().len(),
+            1,
+            "only the success is kept"
+        );
+
+        for n in 0..VERIFIED_SIGNATURES_MAX + 10 {
+            verifier
+                .verified
+                .insert(VerifiedSignatures::fingerprint(&n.to_be_bytes(), b"s"));
+        }
+        assert!(verifier.verified.0.lock().unwrap().len() <= VERIFIED_SIGNATURES_MAX);
+        assert!(verifier.verifies(input.as_bytes(), &signature));
     }
 
     #[test]
