@@ -64,7 +64,7 @@ echo "set up in $PGB_FILL_S s"
 PGB_SESSIONS=$(((PGB_TOKENS + 4) / 5))
 # Over the loopback the server connects in plain text unless its URL asks for TLS, and pgbench
 # is run the same way (PGSSLMODE=disable); this line records what pgbench's connection used.
-PGB_TLS=$(psql -qAt "$PG_URL/$PGB_DB" -c "select coalesce((select version from pg_stat_ssl where pid = pg_backend_pid() and ssl), 'none')")
+PGB_TLS=$(PGSSLMODE=${PGSSLMODE:-disable} psql -qAt "$PG_URL/$PGB_DB" -c "select coalesce((select version from pg_stat_ssl where pid = pg_backend_pid() and ssl), 'none')")
 
 for size in "${SIZES[@]}"; do
     say "Set-up: the server database with ${TOKENS[$size]} stored refresh tokens ($size): tessera migrate, benches/refresh_fill.sql"
