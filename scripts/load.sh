@@ -10,7 +10,7 @@
 # Needs cargo, PostgreSQL that lets user postgres in without a password (LOAD_PG_URL, default
 # postgres://postgres@127.0.0.1:5432), at least 2 cores, and taskset, openssl, psql, curl, jq.
 # Knobs (environment): LOAD_WARMUP, LOAD_DURATION (seconds per phase, default 3 and 10),
-# LOAD_CC_CONCURRENCY (32), LOAD_PW_CONCURRENCY (8), LOAD_BURST_CONCURRENCY (256),
+# LOAD_CC_CONCURRENCY (32), LOAD_PW_CONCURRENCY (4: one user, under its 5 logins in flight), LOAD_BURST_CONCURRENCY (256),
 # LOAD_SERVER_CORE (0), LOAD_CLIENT_CORE (1), LOAD_REVISION (the label in the summary).
 # The scratch database, the server and the CPU accounting come from scripts/bench_lib.sh; unlike
 # the two later scripts, this one does not wait for a quiet machine or measure a phase again.
@@ -21,7 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 WARMUP=${LOAD_WARMUP:-3}
 DURATION=${LOAD_DURATION:-10}
 CC_CONCURRENCY=${LOAD_CC_CONCURRENCY:-32}
-PW_CONCURRENCY=${LOAD_PW_CONCURRENCY:-8}
+PW_CONCURRENCY=${LOAD_PW_CONCURRENCY:-4}
 BURST_CONCURRENCY=${LOAD_BURST_CONCURRENCY:-256}
 SAMPLER_PID=
 
